@@ -1,0 +1,78 @@
+"""The default pipeline: which component each step runs, what it reads and writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from mlpipe.paths import resolve_path
+from mlpipe.planner import StepSpec
+
+
+def _source(source: str) -> str:
+    """Plain relative paths are taken from the project root, here at the entry point."""
+    return source if "://" in source else str(resolve_path(source))
+
+
+def pipeline_steps(cfg: DictConfig, dataset_file: Path, model_file: Path) -> list[StepSpec]:
+    dataset = {"dataset_config": str(dataset_file)}
+    stratify = {"stratify_by": str(cfg.data_split.stratify_by or "none")}
+    return [
+        StepSpec(
+            "download",
+            "get_data",
+            writes={"output_artifact": "raw_data"},
+            params={"source": _source(str(cfg.download.source))},
+        ),
+        StepSpec(
+            "basic_cleaning",
+            "basic_cleaning",
+            reads={"input_artifact": "raw_data:latest"},
+            writes={"output_artifact": "clean_data"},
+            params=dataset,
+        ),
+        StepSpec(
+            "data_check",
+            "data_check",
+            reads={"input_artifact": "clean_data:latest"},
+            params={
+                **dataset,
+                "reference_alias": cfg.data_check.reference_alias,
+                "kl_threshold": cfg.data_check.kl_threshold,
+                "ks_alpha": cfg.data_check.ks_alpha,
+                "ks_sample_size": cfg.data_check.ks_sample_size,
+            },
+        ),
+        StepSpec(
+            "data_split",
+            "data_split",
+            reads={"input_artifact": "clean_data:latest"},
+            writes={"trainval_artifact": "trainval_data", "test_artifact": "test_data"},
+            params={
+                "test_size": cfg.data_split.test_size,
+                "random_seed": cfg.data_split.random_seed,
+                **stratify,
+            },
+        ),
+        StepSpec(
+            "train",
+            str(cfg.model.component),
+            reads={"trainval_artifact": "trainval_data:latest"},
+            writes={"output_artifact": "model_export"},
+            params={
+                **dataset,
+                "model_config": str(model_file),
+                "val_size": cfg.train.val_size,
+                "random_seed": cfg.train.random_seed,
+                "stratify_by": str(cfg.train.stratify_by or "none"),
+            },
+            after=("data_check",),
+        ),  # never train on data that failed its checks
+        StepSpec(
+            "test_model",
+            "test_model",
+            reads={"model_artifact": str(cfg.test_model.model_artifact), "test_artifact": "test_data:latest"},
+            params=dataset,
+        ),
+    ]

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -133,6 +134,8 @@ class Pipeline:
         cfg = self.cfg
         launcher = os.environ.pop("MLFLOW_RUN_ID", None)  # the `mlflow run .` CLI's own run
         os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+        # With env_manager=local a step runs `python` from PATH: make it this interpreter.
+        os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
         dataset_file, model_file = self.write_step_configs()
         steps = select(pipeline_steps(cfg, dataset_file, model_file), str(cfg.main.steps))
         stages = self.stages(steps)

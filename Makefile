@@ -1,0 +1,48 @@
+# `make help` lists the targets. Everything installs into .venv from pyproject.toml.
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# `mlflow run --env-manager local` starts each step with the `python` on PATH: make it the venv's.
+export PATH := $(BIN):$(PATH)
+STEPS ?= all
+HYDRA_OPTIONS ?=
+
+.PHONY: help install run test test-fast lint format bench ui clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the project with its pinned dependencies
+
+run: install ## Run the pipeline on the shipped sample (STEPS=..., HYDRA_OPTIONS="...")
+	mlflow run . --env-manager local -P steps=$(STEPS) -P hydra_options="$(HYDRA_OPTIONS)"
+
+test: install ## Lint, then every test (the end-to-end `slow` ones too)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+test-fast: install ## The fast unit tests only
+	$(BIN)/pytest -m "not slow"
+
+lint: install ## ruff check and format check
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+bench: install ## Measure the pipeline against a plain script (benchmarks/)
+	$(BIN)/python benchmarks/pipeline_vs_script.py
+
+ui: install ## Open the MLflow UI on the project's store (http://127.0.0.1:5000)
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+
+clean: ## Remove the store, outputs and caches (keeps .venv)
+	rm -rf mlflow.db mlartifacts outputs multirun .pytest_cache .ruff_cache

@@ -1,0 +1,116 @@
+"""Shared fixtures: a real temporary MLflow store, small real data, and runners for components
+(in-process, for speed) and for `mlflow run` (subprocesses, as a user runs them)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import mlflow
+import pandas as pd
+import pytest
+
+from mlpipe import tracking
+from mlpipe.artifacts import ArtifactStore
+from mlpipe.paths import COMPONENTS_DIR, PROJECT_ROOT
+from mlpipe.schema import DatasetSpec
+
+NYC_CSV = PROJECT_ROOT / "data" / "nyc_airbnb" / "sample1.csv"
+DATASETS = PROJECT_ROOT / "conf" / "dataset"
+RUN_VARS = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh SQLite store in a temporary folder, for this process and its children."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    for var in RUN_VARS:
+        monkeypatch.delenv(var, raising=False)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+@pytest.fixture
+def experiment_id(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    experiment = tracking.ensure_experiment("tests")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment)
+    return experiment
+
+
+@pytest.fixture
+def store(experiment_id: str) -> ArtifactStore:
+    return ArtifactStore(experiment_id)
+
+
+@pytest.fixture(scope="session")
+def nyc_spec() -> DatasetSpec:
+    return DatasetSpec.from_file(DATASETS / "nyc_airbnb.yaml")
+
+
+@pytest.fixture(scope="session")
+def penguins_spec() -> DatasetSpec:
+    return DatasetSpec.from_file(DATASETS / "penguins.yaml")
+
+
+@pytest.fixture(scope="session")
+def nyc_raw() -> pd.DataFrame:
+    return pd.read_csv(NYC_CSV)
+
+
+@pytest.fixture
+def nyc_small(nyc_raw: pd.DataFrame) -> pd.DataFrame:
+    return nyc_raw.head(600).copy()
+
+
+def load_component(name: str) -> ModuleType:
+    """A component's run.py as a module (components are folders, not packages)."""
+    spec = importlib.util.spec_from_file_location(f"component_{name}", COMPONENTS_DIR / name / "run.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_component(name: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run a component's __main__ in this process; return (exit code, stderr)."""
+    module = load_component(name)
+    try:
+        from mlpipe.component import main
+
+        main(module.STEP, module.parse_args, module.go, argv)
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    finally:
+        while mlflow.active_run():
+            mlflow.end_run()
+    return code, capsys.readouterr().err
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's shell with the project's venv active."""
+    env = {k: v for k, v in os.environ.items() if k not in RUN_VARS}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(extra)
+    return env
+
+
+def mlflow_run(
+    args: list[str], tracking_uri: str, cwd: Path = PROJECT_ROOT, timeout: int = 600, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "mlflow"), "run", *args],
+        cwd=cwd,
+        env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -33,6 +33,15 @@ def session_store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def never_the_project_store(session_store_uri: str) -> Iterator[None]:
+    """No test may write to the project's own mlflow.db by accident."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", session_store_uri)
+        mlflow.set_tracking_uri(session_store_uri)
+        yield
+
+
 @pytest.fixture
 def tracking_uri(session_store_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The test store, for this process and its children."""

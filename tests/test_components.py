@@ -71,7 +71,11 @@ def test_download_over_http(store: ArtifactStore, capsys, http_folder):
     url, folder = http_folder
     pd.read_csv(NYC_CSV).head(50).to_parquet(folder / "few.parquet")
     assert download(capsys, f"{url}/few.parquet")[0] == 0
-    assert store.resolve("raw_data:latest").metadata == {"source": f"{url}/few.parquet", "rows": 50, "columns": 16}
+    assert store.resolve("raw_data:latest").metadata == {
+        "source": f"{url}/few.parquet",
+        "rows": 50,
+        "columns": 16,
+    }
     code, err = download(capsys, f"{url}/missing.csv")
     assert_failed_cleanly(code, err, store, f"could not fetch {url}/missing.csv: HTTP 404", "nothing")
     assert len(store.versions("raw_data")) == 1
@@ -108,7 +112,15 @@ def raw_version(store: ArtifactStore, capsys, tmp_path: Path, df: pd.DataFrame) 
 
 
 def clean_args(*extra: str) -> list[str]:
-    return ["--input_artifact", "raw_data:latest", "--output_artifact", "clean_data", "--dataset_config", NYC, *extra]
+    return [
+        "--input_artifact",
+        "raw_data:latest",
+        "--output_artifact",
+        "clean_data",
+        "--dataset_config",
+        NYC,
+        *extra,
+    ]
 
 
 def test_basic_cleaning_logs_clean_data_and_counts(store, capsys, tmp_path, nyc_small):

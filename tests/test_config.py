@@ -41,7 +41,10 @@ def test_good_overrides_pass():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("main.stepz=all", r"unknown config key 'main.stepz' in the overrides; keys under 'main': project_name"),
+        (
+            "main.stepz=all",
+            r"unknown config key 'main.stepz' in the overrides; keys under 'main': project_name",
+        ),
         ("nokey=1", r"unknown config key 'nokey'.*\(use \+nokey=\.\.\. to add a key\)"),
         ("dataset=nope", r"unknown dataset 'nope' in the overrides; expected one of .*nyc_airbnb, penguins"),
         ("model=nope,random_forest", r"unknown model 'nope'"),

@@ -41,7 +41,9 @@ def test_missing_input_is_an_error_before_anything_runs(default_steps: list[Step
 
 
 def test_unknown_step_names(default_steps: list[StepSpec]):
-    with pytest.raises(StepError, match=r"unknown step\(s\) 'trian' in main.steps; expected some of: download"):
+    with pytest.raises(
+        StepError, match=r"unknown step\(s\) 'trian' in main.steps; expected some of: download"
+    ):
         select(default_steps, "download,trian")
     assert [s.name for s in select(default_steps, " all ")] == [s.name for s in default_steps]
 

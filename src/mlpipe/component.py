@@ -49,7 +49,7 @@ class Step:
         """Resolve an artifact reference, record that this run read it, fetch its files."""
         version = self.store.resolve(reference)
         self.store.record_use(self.run_id, version)
-        path = self.store.download(version, self.workdir / "in" / version.name)
+        path = self.store.download(version, self.workdir / "in" / version.name / f"v{version.version}")
         aliases = f" [{', '.join(version.aliases)}]" if version.aliases else ""
         self.log.info("using %s%s (%s) for '%s'", version.ref, aliases, version.digest[:12], reference)
         return version, path
@@ -104,7 +104,9 @@ def step_run(name: str, params: Mapping[str, Any]) -> Iterator[Step]:
     # MLFLOW_EXPERIMENT_NAME's (or Default) and this starts a new run there.
     with mlflow.start_run(run_name=name if "MLFLOW_RUN_ID" not in os.environ else None) as run:
         mlflow.set_tag(tracking.TAG_STEP, name)
-        tracking.log_params(params, run.info.run_id)
+        # `mlflow run` may have logged the parameters already, as the strings it was given.
+        logged = mlflow.get_run(run.info.run_id).data.params
+        tracking.log_params({k: v for k, v in params.items() if k not in logged}, run.info.run_id)
         store = ArtifactStore(run.info.experiment_id)
         with tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
             try:

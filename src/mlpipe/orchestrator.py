@@ -188,7 +188,7 @@ class Pipeline:
                     raise errors[0]
             failed = False
         finally:
+            self.client.log_text(parent_id, json.dumps(children, indent=2), "step_runs.json")
             tracking.finish_run(parent_id, failed)
-        self.client.log_text(parent_id, json.dumps(children, indent=2), "step_runs.json")
         log.info("pipeline finished: %s", ", ".join(f"{k} {v}" for k, v in children.items()))
         return children

@@ -96,12 +96,12 @@ def test_classifier_for_a_classification_dataset(penguins_spec: DatasetSpec):
 
 
 def test_model_config_errors(nyc_spec: DatasetSpec, tmp_path: Path):
-    with pytest.raises(StepError, match="model config '.*nope.yaml' not found"):
+    with pytest.raises(StepError, match=r"model config '.*nope\.yaml' not found"):
         load_model_config(tmp_path / "nope.yaml", nyc_spec)
     bad = tmp_path / "bad.yaml"
     bad.write_text("estimator:\n  _target_: sklearn.ensemble.NoSuchForest\n")
     config = load_model_config(bad, nyc_spec)
-    with pytest.raises(StepError, match="cannot build estimator sklearn.ensemble.NoSuchForest"):
+    with pytest.raises(StepError, match=r"cannot build estimator sklearn\.ensemble\.NoSuchForest"):
         build_model(nyc_spec, config)
 
 

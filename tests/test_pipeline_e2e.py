@@ -141,7 +141,7 @@ def test_bad_arguments_stop_before_anything_runs(tmp_path: Path, parameters: lis
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = mlflow_run([".", "--env-manager", "local", *parameters], uri)
     assert result.returncode != 0
-    assert [line for line in result.stderr.splitlines() if line.startswith("error:")][0].startswith(expected)
+    assert next(line for line in result.stderr.splitlines() if line.startswith("error:")).startswith(expected)
     client = MlflowClient(uri)
     for name in ("nyc_airbnb", "penguins"):
         found = client.get_experiment_by_name(name)

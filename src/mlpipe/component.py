@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +97,28 @@ class Step:
         mlflow.log_text(json.dumps(data, indent=2, default=str), filename)
 
 
+_assigned_run: ContextVar[str | None] = ContextVar("mlpipe_assigned_run", default=None)
+
+
+@contextmanager
+def running_as(run_id: str) -> Iterator[None]:
+    """Make `step_run` resume this run (the in-process executor's MLFLOW_RUN_ID, per thread)."""
+    token = _assigned_run.set(run_id)
+    try:
+        yield
+    finally:
+        _assigned_run.reset(token)
+
+
 @contextmanager
 def step_run(name: str, params: Mapping[str, Any]) -> Iterator[Step]:
-    """Start (or resume, when launched by `mlflow run`) the step's run; end it FINISHED or FAILED."""
+    """Start (or resume, when launched by the pipeline) the step's run; end it FINISHED or FAILED."""
     tracking.configure()
     # `mlflow run` hands us MLFLOW_RUN_ID and MLFLOW_EXPERIMENT_ID; alone, the experiment is
     # MLFLOW_EXPERIMENT_NAME's (or Default) and this starts a new run there.
-    with mlflow.start_run(run_name=name if "MLFLOW_RUN_ID" not in os.environ else None) as run:
+    assigned = _assigned_run.get()
+    new_run = assigned is None and "MLFLOW_RUN_ID" not in os.environ
+    with mlflow.start_run(run_id=assigned, run_name=name if new_run else None) as run:
         mlflow.set_tag(tracking.TAG_STEP, name)
         # `mlflow run` may have logged the parameters already, as the strings it was given.
         logged = mlflow.get_run(run.info.run_id).data.params

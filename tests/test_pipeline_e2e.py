@@ -78,8 +78,34 @@ def test_full_pipeline_tracks_every_step_and_artifact(full_run, store_uri: str):
     assert launcher.data.tags["mlpipe.pipeline_run_id"] == parent.info.run_id
 
 
+def test_an_unchanged_rerun_reuses_every_step(full_run, store_uri: str):
+    result = mlflow_run([".", "--env-manager", "local"], store_uri)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(store_uri)
+    experiment_id = experiment(client, "nyc_airbnb")
+    first, second = pipeline_runs(client, experiment_id)[:2]
+    steps = children(client, experiment_id, second.info.run_id)
+    originals = children(client, experiment_id, first.info.run_id)
+    assert {s: r.data.tags.get("mlpipe.reused_run_id") for s, r in steps.items()} == {
+        s: r.info.run_id for s, r in originals.items()
+    }
+    assert "reused: run" in result.stderr
+    assert len(ArtifactStore(experiment_id, client).versions("model_export")) == 1
+
+
 def test_rerunning_unchanged_steps_creates_no_new_versions(full_run, store_uri: str):
-    result = mlflow_run([".", "--env-manager", "local", "-P", "steps=download,basic_cleaning"], store_uri)
+    result = mlflow_run(
+        [
+            ".",
+            "--env-manager",
+            "local",
+            "-P",
+            "steps=download,basic_cleaning",
+            "-P",
+            "hydra_options=main.cache=false",
+        ],
+        store_uri,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "same content as raw_data:v0, no new version" in result.stderr + result.stdout
     client = MlflowClient(store_uri)

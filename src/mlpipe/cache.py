@@ -30,18 +30,18 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 UNCACHEABLE_SCHEMES = ("http://", "https://")  # the content behind a URL can change unseen
 
 
-def code_files(component: str) -> list[Path]:
-    roots = [COMPONENTS_DIR / component, PACKAGE_DIR]
+def code_files(component: str, components_dir: Path = COMPONENTS_DIR) -> list[Path]:
+    roots = [components_dir / component, PACKAGE_DIR]
     return sorted(
         p for root in roots for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
     )
 
 
 @cache
-def code_digest(component: str) -> str:
+def code_digest(component: str, components_dir: Path = COMPONENTS_DIR) -> str:
     """Cached per process: code does not change while a pipeline runs."""
     h = hashlib.sha256()
-    for path in code_files(component):
+    for path in code_files(component, components_dir):
         h.update(str(path.relative_to(path.parents[1])).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
@@ -73,14 +73,22 @@ def cacheable(parameters: dict[str, Any]) -> bool:
     return not any(str(v).startswith(UNCACHEABLE_SCHEMES) for v in parameters.values())
 
 
-def step_key(step: str, component: str, parameters: dict[str, Any], input_digests: dict[str, str]) -> str:
+def step_key(
+    step: str,
+    component: str,
+    parameters: dict[str, Any],
+    input_digests: dict[str, str],
+    code: str | None = None,
+    packages: dict[str, str] | None = None,
+) -> str:
+    """`code` and `packages` default to this checkout's and this environment's."""
     material = {
         "step": step,
         "component": component,
-        "code": code_digest(component),
+        "code": code or code_digest(component),
         "parameters": {k: parameter_value(v) for k, v in sorted(parameters.items())},
         "inputs": dict(sorted(input_digests.items())),
-        "packages": package_versions(),
+        "packages": packages or package_versions(),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 

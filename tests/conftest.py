@@ -7,6 +7,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,8 +124,10 @@ def run_component(name: str, argv: list[str], capsys: pytest.CaptureFixture[str]
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """The environment of a user's shell with the project's venv active."""
+    """The environment of a user's shell with the project's venv active; Hydra's output folders
+    go to a temporary folder instead of the project's outputs/."""
     env = {k: v for k, v in os.environ.items() if k not in RUN_VARS}
+    env.setdefault("MLPIPE_OUTPUT_ROOT", tempfile.mkdtemp(prefix="mlpipe-outputs-"))
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(extra)
     return env

@@ -91,5 +91,45 @@ def read_run(path: Path) -> OfflineRun:
 
 
 def offline_runs(wandb_root: Path) -> list[OfflineRun]:
-    """Every offline run under a folder (`<dir>/wandb/offline-run-*/run-*.wandb`)."""
+    """Every offline run under a folder (`<dir>/wandb/offline-run-*/run-*.wandb`).
+
+    wandb-core writes the files in the background: in the test process, shut it down first
+    (a step process does the same when it exits)."""
+    import wandb
+
+    wandb.teardown()
     return [read_run(p) for p in sorted(wandb_root.rglob("offline-run-*/run-*.wandb"))]
+
+
+WANDB_ENV = (
+    "WANDB_API_KEY",
+    "WANDB_MODE",
+    "WANDB_PROJECT",
+    "WANDB_RUN_GROUP",
+    "WANDB_ENTITY",
+    "MLPIPE_WANDB_MODE",
+)
+
+
+def isolate_wandb(root: Path, monkeypatch: Any) -> Path:
+    """Point every folder wandb writes to (runs, caches, staging, settings, netrc) under `root`,
+    and forget the user's W&B settings; return the folder the runs land in."""
+    for var in WANDB_ENV:
+        monkeypatch.delenv(var, raising=False)
+    home = root / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("NETRC", str(home / ".netrc"))
+    for var, sub in (
+        ("WANDB_DIR", "runs"),
+        ("WANDB_CACHE_DIR", "cache"),
+        ("WANDB_DATA_DIR", "data"),
+        ("WANDB_CONFIG_DIR", "config"),
+        ("WANDB_ARTIFACT_DIR", "artifacts"),
+    ):
+        monkeypatch.setenv(var, str(root / sub))
+    return root / "runs"
+
+
+def files_containing(root: Path, needle: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and needle.encode() in p.read_bytes()]

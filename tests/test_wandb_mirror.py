@@ -168,21 +168,37 @@ def test_offline_run_holds_config_metrics_plots_artifacts_and_aliases(
         "model_export", model, "model_export", "a model", {"flavor": "sklearn"}, ["candidate"]
     )
     mirror_promotion(version_of(model), model, "prod", mirror)
-    mirror.finish(failed=True, reason="train: something broke")
+    mirror.finish(failed=False)
 
     (run,) = offline_runs(wandb_runs)
     assert (run.run_id, run.project, run.group, run.job_type) == ("mlflowrun1", "nyc", "exp1", "train")
     assert run.config["val_size"] == 0.2 and run.config["nested.depth"] == 3
     assert run.summary["val_mae"] == 12.5
     assert run.summary["promoted.prod"] == "model_export:v0"
-    assert run.summary["error"] == "train: something broke"
     assert "plots/feature_importance/_type" in run.history_keys
     first, promoted = run.artifacts
     assert (first.name, first.type, first.description) == ("model_export", "model_export", "a model")
     assert '"flavor": "sklearn"' in first.metadata or '"flavor":"sklearn"' in first.metadata
     assert set(first.aliases) == {"latest", "candidate"}
     assert promoted.digest == first.digest and "prod" in promoted.aliases  # same content: same version
-    assert run.exit_code == 1  # marked failed
+    assert run.exit_code == 0
+
+
+def test_a_failed_run_is_marked_failed_and_creates_no_version_or_alias(
+    wandb_runs: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "clean.csv"
+    data.write_text("a,b\n1,2\n")
+    mirror = Mirror.start("data_check", {}, "mlflowrun2", "nyc", mode="offline")
+    mirror.log_metrics({"tests_failed": 1})
+    mirror.log_artifact("clean_data", data, "clean_data", "d", {})
+    mirror.set_alias(version_of(data, "clean_data"), data, "reference")
+    mirror.finish(failed=True, reason="data_check: 1 data test(s) failed")
+
+    (run,) = offline_runs(wandb_runs)
+    assert (run.exit_code, run.artifacts) == (1, [])
+    assert run.summary["tests_failed"] == 1
+    assert run.summary["error"] == "data_check: 1 data test(s) failed"
 
 
 def test_a_step_never_logs_a_secret_to_mlflow_or_wandb(
@@ -215,6 +231,8 @@ def test_a_step_never_logs_a_secret_to_mlflow_or_wandb(
     assert offline.artifact("raw_data").metadata.count("***") >= 1
     for root in (tmp_path / "wandb", Path(run.info.artifact_uri.removeprefix("file://"))):
         assert files_containing(root, secret) == [] and files_containing(root, key) == []
+    for database in tmp_path.glob("mlflow.db*"):  # the store itself, write-ahead log included
+        assert secret.encode() not in database.read_bytes() and key.encode() not in database.read_bytes()
 
 
 def test_a_failed_step_ends_its_wandb_run_as_failed(

@@ -19,7 +19,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,6 +161,9 @@ class Mirror:
     def __init__(self, run: Any = None, mode: str = "disabled") -> None:
         self.run = run
         self.mode = mode if run is not None else "disabled"
+        # Artifact versions and aliases wait for the step to succeed, as in MLflow: a failed step
+        # creates no version and moves no alias.
+        self._pending: list[Callable[[], None]] = []
 
     @property
     def enabled(self) -> bool:
@@ -239,10 +242,11 @@ class Mirror:
         metadata: Mapping[str, Any],
         aliases: Sequence[str] = (),
     ) -> None:
-        """Log the files under the same name, type, description and metadata; `latest` is added."""
+        """Log the files under the same name, type, description and metadata; `latest` is added.
+        The files are read now, the version is logged when the step has succeeded."""
         if self.enabled:
             artifact = self._artifact(name, path, type, description, metadata)
-            self.run.log_artifact(artifact, aliases=["latest", *aliases])
+            self._pending.append(lambda: self.run.log_artifact(artifact, aliases=["latest", *aliases]))
 
     def _path(self, name: str, selector: str | None = None) -> str:
         return f"{self.run.entity}/{self.run.project}/{name}" + (f":{selector}" if selector else "")
@@ -286,7 +290,7 @@ class Mirror:
             remote = wandb.Api().artifact(self._path(version.name, plan.version))
             if alias not in remote.aliases:
                 remote.aliases.append(alias)
-                remote.save()
+                self._pending.append(remote.save)
         elif plan.action == "log_with_alias":
             v = version
             self.log_artifact(v.name, path, v.type, v.description, v.metadata, [alias])
@@ -301,10 +305,15 @@ class Mirror:
         """Always called: a failed step's run is marked failed (exit code 1)."""
         if not self.enabled:
             return
-        if failed and reason:
-            self.run.summary["error"] = tracking.scrub(reason)[:1000]
-        self.run.finish(exit_code=1 if failed else 0)
-        self.run = None
+        try:
+            if failed and reason:
+                self.run.summary["error"] = tracking.scrub(reason)[:1000]
+            while not failed and self._pending:
+                self._pending.pop(0)()
+        finally:
+            self._pending.clear()
+            self.run.finish(exit_code=1 if failed else 0)
+            self.run = None
 
 
 def mirror_promotion(

@@ -39,7 +39,7 @@ def test_offline_pipeline_mirrors_every_step(
         WANDB_API_KEY=FAKE_KEY,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"W&B offline: runs are written under {runs_dir}/wandb" in result.stderr
+    assert f"mlpipe.wandb | W&B offline: runs are written under {runs_dir}/wandb" in result.stderr
 
     mlflow_ids = pipeline_runs("nyc_airbnb")
     runs = {r.job_type: r for r in offline_runs(runs_dir)}

@@ -40,7 +40,7 @@ ENV_DIR = "WANDB_DIR"
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 CHECK_TIMEOUT_S = 10.0
 
-log = logging.getLogger("wandb")
+log = logging.getLogger("mlpipe.wandb")  # not "wandb": that is the library's own logger
 
 
 # -- settings: which mode, and is an account there ----------------------------------------------

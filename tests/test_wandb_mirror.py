@@ -221,6 +221,7 @@ def test_a_step_never_logs_a_secret_to_mlflow_or_wandb(
     code, err = run_component("get_data", ["--source", str(source)], capsys)
 
     assert code == 0, err
+    assert secret not in err and key not in err  # the step's log lines
     client = MlflowClient()
     (run,) = client.search_runs([experiment_id])
     logged = [*run.data.params.values(), *run.data.tags.values(), *map(str, run.data.metrics)]

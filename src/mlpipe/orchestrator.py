@@ -19,7 +19,7 @@ from mlflow.entities import Metric, Param, Run
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mlpipe import cache, tracking
+from mlpipe import cache, tracking, wandb_mirror
 from mlpipe.artifacts import OUT, ArtifactStore, parse_reference
 from mlpipe.errors import StepError
 from mlpipe.executors import ComponentFailed, make_executor
@@ -218,10 +218,18 @@ class Pipeline:
     def run(self) -> dict[str, str]:
         """Run the selected steps; return step name -> child run id."""
         cfg = self.cfg
+        tracking.scrub_logs()
         launcher = os.environ.pop("MLFLOW_RUN_ID", None)  # the `mlflow run .` CLI's own run
         os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
         # With env_manager=local a step runs `python` from PATH: make it this interpreter.
         os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        wandb_dir = OmegaConf.select(cfg, "tracking.wandb.dir") or self.output_dir
+        wandb_mode = wandb_mirror.prepare_pipeline(  # fails fast, before any step, when online cannot work
+            str(OmegaConf.select(cfg, "tracking.wandb.mode", default="auto")),
+            str(cfg.main.project_name),
+            str(cfg.main.experiment_name),
+            Path(str(wandb_dir)),
+        )
         dataset_file, model_file = self.write_step_configs()
         steps = select(pipeline_steps(cfg, dataset_file, model_file), str(cfg.main.steps))
         unknown_forced = self.force - {s.name for s in steps}
@@ -236,6 +244,7 @@ class Pipeline:
             "mlpipe.group": str(cfg.main.experiment_name),
             "mlpipe.steps": ",".join(s.name for s in steps),
             "mlpipe.output_dir": str(self.output_dir),
+            "mlpipe.wandb_mode": wandb_mode,
             **git_state(),
         }
         if launcher:

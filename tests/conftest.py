@@ -34,6 +34,15 @@ def session_store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
 
 
+@pytest.fixture(autouse=True)
+def restore_environment() -> Iterator[None]:
+    """The pipeline hands settings to its steps through os.environ: undo that after each test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def never_the_project_store(session_store_uri: str) -> Iterator[None]:
     """No test may write to the project's own mlflow.db by accident."""
@@ -125,9 +134,10 @@ def run_component(name: str, argv: list[str], capsys: pytest.CaptureFixture[str]
 
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment of a user's shell with the project's venv active; Hydra's output folders
-    go to a temporary folder instead of the project's outputs/."""
+    go to a temporary folder instead of the project's outputs/, and W&B is off unless asked."""
     env = {k: v for k, v in os.environ.items() if k not in RUN_VARS}
     env.setdefault("MLPIPE_OUTPUT_ROOT", tempfile.mkdtemp(prefix="mlpipe-outputs-"))
+    env.setdefault("MLPIPE_WANDB_MODE", "disabled")  # W&B's own tests turn it on
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(extra)
     return env

@@ -95,9 +95,9 @@ def test_a_failure_stops_the_steps_that_depend_on_it(project: str, tmp_path: Pat
 
 
 def test_unknown_forced_step_and_executor(project: str, tmp_path: Path):
-    with pytest.raises(StepError, match="main.force_steps names"):
+    with pytest.raises(StepError, match=r"main\.force_steps names"):
         run(project, tmp_path, "main.steps=download", "main.force_steps=[train]")
-    with pytest.raises(StepError, match="executor 'threads' in main.executor"):
+    with pytest.raises(StepError, match=r"executor 'threads' in main\.executor"):
         run(project, tmp_path, "main.executor=threads")
-    with pytest.raises(StepError, match="needs main.env_manager=local, not 'conda'"):
+    with pytest.raises(StepError, match=r"needs main\.env_manager=local, not 'conda'"):
         run(project, tmp_path, "main.env_manager=conda")

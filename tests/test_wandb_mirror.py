@@ -15,12 +15,12 @@ import matplotlib.pyplot as plt
 import pytest
 import wandb
 from mlflow.tracking import MlflowClient
-from wandb_records import files_containing, isolate_wandb, offline_runs
 
 from mlpipe import tracking, wandb_mirror
 from mlpipe.artifacts import ArtifactVersion
 from mlpipe.errors import StepError
 from mlpipe.wandb_mirror import AliasPlan, Mirror, alias_plan, matching_version, mirror_promotion, use_plan
+from tests.wandb_records import files_containing, isolate_wandb, offline_runs
 
 ONLINE_KEY = os.environ.get("WANDB_API_KEY")  # read before any fixture hides it
 needs_wandb_account = pytest.mark.skipif(not ONLINE_KEY, reason="online W&B test: set WANDB_API_KEY")
@@ -208,7 +208,7 @@ def test_a_step_never_logs_a_secret_to_mlflow_or_wandb(
     experiment_id: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from conftest import NYC_CSV, run_component
+    from tests.conftest import NYC_CSV, run_component
 
     secret, key = "tok-9f8e7d6c5b4a", "k" * 40
     monkeypatch.setenv("MLPIPE_WANDB_MODE", "offline")
@@ -239,7 +239,7 @@ def test_a_step_never_logs_a_secret_to_mlflow_or_wandb(
 def test_a_failed_step_ends_its_wandb_run_as_failed(
     wandb_runs: Path, monkeypatch: pytest.MonkeyPatch, experiment_id: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from conftest import run_component
+    from tests.conftest import run_component
 
     monkeypatch.setenv("MLPIPE_WANDB_MODE", "offline")
     code, err = run_component("get_data", ["--source", "data/nowhere.csv"], capsys)

@@ -8,11 +8,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import mlflow_run
 from mlflow.tracking import MlflowClient
-from wandb_records import files_containing, isolate_wandb, offline_runs
 
 from mlpipe import tracking
+from tests.conftest import mlflow_run
+from tests.wandb_records import files_containing, isolate_wandb, offline_runs
 
 pytestmark = pytest.mark.slow
 FAKE_KEY = "f" * 40  # present in the environment, so it must appear nowhere

@@ -28,14 +28,14 @@ def pipeline_runs(experiment: str) -> dict[str, str]:
 
 
 def test_offline_pipeline_mirrors_every_step(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_tracking_uri: str
 ) -> None:
     isolate_wandb(tmp_path / "wandb", monkeypatch)
     runs_dir = tmp_path / "wandb-runs"
     options = f"tracking.wandb.mode=offline tracking.wandb.dir={runs_dir} main.experiment_name=e2e"
     result = mlflow_run(
         [".", "--env-manager", "local", "-P", f"hydra_options={options} hydra.run.dir={tmp_path / 'out'}"],
-        tracking_uri,
+        fresh_tracking_uri,
         WANDB_API_KEY=FAKE_KEY,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -85,7 +85,7 @@ def test_offline_pipeline_mirrors_every_step(
 
 
 def test_disabled_pipeline_writes_nothing_to_wandb(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_tracking_uri: str
 ) -> None:
     wandb_root = tmp_path / "wandb"
     isolate_wandb(wandb_root, monkeypatch)
@@ -101,7 +101,7 @@ def test_disabled_pipeline_writes_nothing_to_wandb(
             "-P",
             f"hydra_options={options}",
         ],
-        tracking_uri,
+        fresh_tracking_uri,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(pipeline_runs("nyc_airbnb")) == ["download"]
@@ -111,7 +111,7 @@ def test_disabled_pipeline_writes_nothing_to_wandb(
 
 
 def test_online_without_network_stops_before_any_step(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_tracking_uri: str
 ) -> None:
     isolate_wandb(tmp_path / "wandb", monkeypatch)
     with socket.socket() as s:
@@ -120,7 +120,7 @@ def test_online_without_network_stops_before_any_step(
     options = f"tracking.wandb.mode=online hydra.run.dir={tmp_path / 'out'}"
     result = mlflow_run(
         [".", "--env-manager", "local", "-P", f"hydra_options={options}"],
-        tracking_uri,
+        fresh_tracking_uri,
         WANDB_API_KEY=FAKE_KEY,
         WANDB_BASE_URL=f"http://127.0.0.1:{port}",
     )

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,8 @@ def tensor_signature(shape: tuple[int, int, int], n_classes: int):  # -> ModelSi
     from mlflow.types.schema import Schema, TensorSpec
 
     return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *shape), "images")]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_classes), "probabilities")]),
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *shape))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_classes))]),
     )
 
 
@@ -84,7 +85,9 @@ def load_pyfunc(model_dir: Path):  # -> mlflow.pyfunc.PyFuncModel
 
     if model_format(model_dir) == "torchscript":
         os.environ.setdefault(ALLOW_PICKLE, "true")
-    with torchscript_warnings():
+    with torchscript_warnings(), warnings.catch_warnings():
+        # mlflow.pytorch loads a TorchScript file through torch.load, which says so.
+        warnings.filterwarnings("ignore", message="'torch.load' received a zip file", category=UserWarning)
         return mlflow.pyfunc.load_model(str(model_dir))
 
 

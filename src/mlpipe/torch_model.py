@@ -177,7 +177,7 @@ def train(
             loss = nn.functional.cross_entropy(model(x_train[rows]), y_train[rows])
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(rows)
+            total += loss.item() * len(rows)
         history.images_seen += len(order)
         val_loss, val_accuracy = evaluate(model, x_val, y_val, batch_size * 4)
         history.train_loss.append(total / len(order))
@@ -215,8 +215,8 @@ def torchscript_warnings() -> Iterator[None]:
                 continue
             _torchscript_warning_shown = True
             log.warning(
-                "%s (torch says this for every TorchScript call; shown once, the TorchScript "
-                "export is what this project asks for; export.format=torch_export avoids it)",
+                "%s (torch repeats this on every TorchScript call: shown once here; TorchScript is "
+                "the export this model config asks for, export.format=torch_export avoids it)",
                 warning.message,
             )
             continue

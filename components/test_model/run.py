@@ -66,8 +66,9 @@ def go(args: argparse.Namespace) -> None:
 
 
 def test_image_model(step: Step, args: argparse.Namespace) -> None:
-    """Score the exported image model as served (pyfunc) and, for TorchScript, as plain torch
-    loads it in a process without the project: both must give the same probabilities."""
+    """Score the exported image model as served (pyfunc) and as plain torch loads it
+    (`torch.jit.load` or `torch.export.load`) in a process without the project: both must give
+    the same probabilities."""
     from mlpipe.torch_export import load_pyfunc, model_format, score_in_fresh_process
 
     model_version, model_path = step.use(args.model_artifact)
@@ -78,20 +79,20 @@ def test_image_model(step: Step, args: argparse.Namespace) -> None:
     proba = np.asarray(model.predict(pixels))
     predictions = np.asarray(classes)[proba.argmax(axis=1)]
     export_format = model_format(model_path)
-    if export_format == "torchscript":
-        fresh, info = score_in_fresh_process(model_path, pixels)
-        difference = float(np.abs(fresh - proba).max())
-        step.log_metrics({"fresh_process_max_abs_diff": difference})
-        step.log.info(
-            "torch.jit.load in a fresh process without the project (%s): largest difference from pyfunc %.3g",
-            info["loader"],
-            difference,
+    fresh, info = score_in_fresh_process(model_path, pixels)
+    difference = float(np.abs(fresh - proba).max())
+    step.log_metrics({"fresh_process_max_abs_diff": difference})
+    step.log.info(
+        "%s in a fresh process without the project (%s): largest difference from pyfunc %.3g",
+        info["load"],
+        info["loader"],
+        difference,
+    )
+    if not difference <= 1e-5:
+        raise StepError(
+            f"{STEP}: {model_version.ref} gives other probabilities under {info['load']} in a fresh "
+            f"process than as pyfunc (largest difference {difference:.3g}); expected the same"
         )
-        if not difference <= 1e-5:
-            raise StepError(
-                f"{STEP}: {model_version.ref} gives other probabilities under torch.jit.load in a fresh "
-                f"process than as pyfunc (largest difference {difference:.3g}); expected the same"
-            )
     scores = evaluation.classification_metrics(test.labels, predictions, proba, classes)
     table = evaluation.per_label_table(test.labels, predictions)
     mlflow.log_table(table, "per_label.json")

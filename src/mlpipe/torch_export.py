@@ -99,13 +99,13 @@ warnings.simplefilter("ignore", FutureWarning)  # the TorchScript deprecation, s
 import numpy as np, torch
 fmt, model_file, inputs, outputs = sys.argv[1:]
 if fmt == "torchscript":
-    model = torch.jit.load(model_file, map_location="cpu")
+    load, model = "torch.jit.load", torch.jit.load(model_file, map_location="cpu")
 else:
-    model = torch.export.load(model_file).module()
+    load, model = "torch.export.load", torch.export.load(model_file).module()
 with torch.no_grad():
     probabilities = model(torch.from_numpy(np.load(inputs)))
 np.save(outputs, probabilities.numpy())
-print(json.dumps({"loader": type(model).__name__, "torch": torch.__version__}))
+print(json.dumps({"load": load, "loader": type(model).__name__, "torch": torch.__version__}))
 """
 
 

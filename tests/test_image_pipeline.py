@@ -12,7 +12,7 @@ from mlpipe.artifacts import ArtifactStore
 @pytest.mark.slow
 def test_digits_cnn_pipeline_end_to_end(tracking_uri: str) -> None:
     done = mlflow_run(
-        [".", "--env-manager", "local", "-P", "hydra_options=dataset=digits model=cnn model.epochs=12"],
+        [".", "--env-manager", "local", "-P", "hydra_options=dataset=digits model=cnn model.epochs=8"],
         tracking_uri,
     )
     assert done.returncode == 0, done.stderr[-3000:]

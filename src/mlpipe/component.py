@@ -49,7 +49,8 @@ class Step:
         """Resolve an artifact reference, record that this run read it, fetch its files."""
         version = self.store.resolve(reference)
         self.store.record_use(self.run_id, version)
-        path = self.store.download(version, self.workdir / "in" / version.name)
+        # One folder per version: data_check fetches two versions of one artifact.
+        path = self.store.download(version, self.workdir / "in" / version.name / f"v{version.version}")
         aliases = f" [{', '.join(version.aliases)}]" if version.aliases else ""
         self.log.info("using %s%s (%s) for '%s'", version.ref, aliases, version.digest[:12], reference)
         return version, path

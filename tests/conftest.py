@@ -7,6 +7,8 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -25,22 +27,48 @@ DATASETS = PROJECT_ROOT / "conf" / "dataset"
 RUN_VARS = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
 
+@pytest.fixture(scope="session")
+def session_store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the session: creating its schema costs seconds, so tests share it
+    and each gets an experiment of its own (the artifacts' namespace)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def never_the_project_store(session_store_uri: str) -> Iterator[None]:
+    """No test may write to the project's own mlflow.db by accident."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", session_store_uri)
+        mlflow.set_tracking_uri(session_store_uri)
+        yield
+
+
 @pytest.fixture
-def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh SQLite store in a temporary folder, for this process and its children."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+def tracking_uri(session_store_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The test store, for this process and its children."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", session_store_uri)
     for var in RUN_VARS:
         monkeypatch.delenv(var, raising=False)
-    mlflow.set_tracking_uri(uri)
-    yield uri
+    mlflow.set_tracking_uri(session_store_uri)
+    yield session_store_uri
     while mlflow.active_run():
         mlflow.end_run()
 
 
 @pytest.fixture
-def experiment_id(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    experiment = tracking.ensure_experiment("tests")
+def fresh_tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A brand-new SQLite file, for tests about creating the store itself."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    for var in RUN_VARS:
+        monkeypatch.delenv(var, raising=False)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+@pytest.fixture
+def experiment_id(tracking_uri: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    experiment = tracking.ensure_experiment(f"{request.node.name}-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment)
     return experiment
 
@@ -96,8 +124,10 @@ def run_component(name: str, argv: list[str], capsys: pytest.CaptureFixture[str]
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """The environment of a user's shell with the project's venv active."""
+    """The environment of a user's shell with the project's venv active; Hydra's output folders
+    go to a temporary folder instead of the project's outputs/."""
     env = {k: v for k, v in os.environ.items() if k not in RUN_VARS}
+    env.setdefault("MLPIPE_OUTPUT_ROOT", tempfile.mkdtemp(prefix="mlpipe-outputs-"))
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(extra)
     return env

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import mlflow_run
 from mlflow.tracking import MlflowClient
 
 from mlpipe.artifacts import ArtifactStore
+from tests.conftest import mlflow_run
 
 
 @pytest.mark.slow

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_component, subprocess_env
-from test_images import make_folder
 
 from mlpipe.artifacts import ArtifactStore
 from mlpipe.paths import COMPONENTS_DIR, CONF_DIR
+from tests.conftest import run_component, subprocess_env
+from tests.test_images import make_folder
 
 
 def data_check(store: ArtifactStore, *argv: str) -> tuple[int, str]:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_component
 from PIL import Image
 
 from mlpipe import images
 from mlpipe.artifacts import ArtifactStore, digest_path
 from mlpipe.errors import StepError
+from tests.conftest import run_component
 
 WHERE = "download: source 'test'"
 

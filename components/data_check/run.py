@@ -110,7 +110,7 @@ def go(args: argparse.Namespace) -> None:
                 f"{STEP}: the data tests could not run on {version.ref} (pytest exit {int(code)})"
             )
         if reference is None:
-            step.store.set_alias(version, args.reference_alias)
+            step.set_alias(version, data_path, args.reference_alias)
             step.log.info("%s is now '%s'", version.ref, args.reference_alias)
         step.log.info("all data tests passed on %s", version.ref)
 

@@ -27,9 +27,9 @@ def go(args: argparse.Namespace) -> None:
         if args.kind == "images":
             download_images(step, args)
             return
-        path = fetch(args.source, step.workdir / "download", step.where(f"source '{args.source}'"))
+        path = fetch(args.source, step.workdir / "download", STEP)
         # Read it once so an empty or unreadable file fails here, before it becomes a version.
-        df = read_table(path, step.where(f"source '{args.source}'"))
+        df = read_table(path, STEP)
         step.log.info("fetched %s: %d rows, %d columns", path.name, len(df), len(df.columns))
         step.log_metrics({"rows": len(df), "columns": len(df.columns)})
         step.log_artifact(

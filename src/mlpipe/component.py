@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mlpipe import tracking
+from mlpipe import tracking, wandb_mirror
 from mlpipe.artifacts import ArtifactStore, ArtifactVersion
 from mlpipe.errors import StepError
 from mlpipe.tables import read_table, write_table
@@ -29,18 +30,27 @@ def logger(step: str) -> logging.Logger:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s | %(message)s", datefmt="%H:%M:%S", force=True
     )
+    tracking.scrub_logs()
     return logging.getLogger(step)
 
 
 class Step:
     """One running step: its MLflow run, the artifact store and a private scratch folder."""
 
-    def __init__(self, name: str, run_id: str, store: ArtifactStore, workdir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        run_id: str,
+        store: ArtifactStore,
+        workdir: Path,
+        mirror: wandb_mirror.Mirror | None = None,
+    ) -> None:
         self.name = name
         self.run_id = run_id
         self.store = store
         self.workdir = workdir
         self.log = logger(name)
+        self.wandb = mirror or wandb_mirror.Mirror()  # W&B's view of this run (off when disabled)
 
     def where(self, what: str) -> str:
         return f"{self.name}: {what}"
@@ -49,10 +59,10 @@ class Step:
         """Resolve an artifact reference, record that this run read it, fetch its files."""
         version = self.store.resolve(reference)
         self.store.record_use(self.run_id, version)
-        # One folder per version: data_check fetches two versions of one artifact.
         path = self.store.download(version, self.workdir / "in" / version.name / f"v{version.version}")
         aliases = f" [{', '.join(version.aliases)}]" if version.aliases else ""
         self.log.info("using %s%s (%s) for '%s'", version.ref, aliases, version.digest[:12], reference)
+        self.wandb.use(version, path)
         return version, path
 
     def read_table(self, reference: str) -> tuple[ArtifactVersion, pd.DataFrame]:
@@ -62,7 +72,9 @@ class Step:
     def log_artifact(
         self, name: str, path: Path, type: str, description: str, metadata: Mapping[str, Any] | None = None
     ) -> str:
-        digest, existing = self.store.log(self.run_id, name, path, type, description, dict(metadata or {}))
+        description, metadata = tracking.scrub(description), tracking.scrub_tree(dict(metadata or {}))
+        digest, existing = self.store.log(self.run_id, name, path, type, description, metadata)
+        self.wandb.log_artifact(name, path, type, description, metadata)
         if existing is not None:
             self.log.info("%s: same content as %s, no new version", name, existing.ref)
         else:
@@ -86,35 +98,65 @@ class Step:
         # MLflow accepts only letters, digits and _-./ and spaces in a metric name.
         clean = {re.sub(r"[^\w\-./ ]", "_", k): float(v) for k, v in values.items()}
         mlflow.log_metrics(clean, step=step)
+        self.wandb.log_metrics(clean, step=step)
 
     def log_figure(self, figure: Figure, filename: str) -> None:
         mlflow.log_figure(figure, f"plots/{filename}")
+        self.wandb.log_figure(figure, filename)
         import matplotlib.pyplot as plt
 
         plt.close(figure)
+
+    def set_alias(self, version: ArtifactVersion, path: Path, alias: str) -> None:
+        """Point `alias` at `version` in MLflow and W&B (`path` holds the version's files)."""
+        self.store.set_alias(version, alias)
+        self.wandb.set_alias(version, path, alias)
 
     def log_json(self, data: Any, filename: str) -> None:
         mlflow.log_text(json.dumps(data, indent=2, default=str), filename)
 
 
+_assigned_run: ContextVar[str | None] = ContextVar("mlpipe_assigned_run", default=None)
+
+
+@contextmanager
+def running_as(run_id: str) -> Iterator[None]:
+    """Make `step_run` resume this run (the in-process executor's MLFLOW_RUN_ID, per thread)."""
+    token = _assigned_run.set(run_id)
+    try:
+        yield
+    finally:
+        _assigned_run.reset(token)
+
+
 @contextmanager
 def step_run(name: str, params: Mapping[str, Any]) -> Iterator[Step]:
-    """Start (or resume, when launched by `mlflow run`) the step's run; end it FINISHED or FAILED."""
+    """Start (or resume, when launched by the pipeline) the step's run; end it FINISHED or FAILED."""
     tracking.configure()
     # `mlflow run` hands us MLFLOW_RUN_ID and MLFLOW_EXPERIMENT_ID; alone, the experiment is
     # MLFLOW_EXPERIMENT_NAME's (or Default) and this starts a new run there.
-    with mlflow.start_run(run_name=name if "MLFLOW_RUN_ID" not in os.environ else None) as run:
+    assigned = _assigned_run.get()
+    new_run = assigned is None and "MLFLOW_RUN_ID" not in os.environ
+    with mlflow.start_run(run_id=assigned, run_name=name if new_run else None) as run:
         mlflow.set_tag(tracking.TAG_STEP, name)
-        tracking.log_params(params, run.info.run_id)
+        # `mlflow run` may have logged the parameters already, as the strings it was given.
+        logged = mlflow.get_run(run.info.run_id).data.params
+        tracking.log_params({k: v for k, v in params.items() if k not in logged}, run.info.run_id)
         store = ArtifactStore(run.info.experiment_id)
         with tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
+            mirror, reason = wandb_mirror.Mirror(), "interrupted"
             try:
-                yield Step(name, run.info.run_id, store, Path(tmp))
+                project = mlflow.get_experiment(run.info.experiment_id).name
+                mirror = wandb_mirror.Mirror.start(name, params, run.info.run_id, project)
+                yield Step(name, run.info.run_id, store, Path(tmp), mirror)
+                reason = ""
             except Exception as e:
                 # What main.py reports as the reason; a bug keeps its traceback on stderr too.
                 reason = str(e) if isinstance(e, StepError) else f"{type(e).__name__}: {e}"
                 mlflow.set_tag(tracking.TAG_ERROR, tracking.scrub(reason)[:5000])
                 raise
+            finally:
+                mirror.finish(failed=bool(reason), reason=reason)
 
 
 def main(

@@ -1,4 +1,5 @@
-"""Running the pipeline: one parent run, one child run per step, stages run side by side."""
+"""Running the pipeline: one parent run, one child run per step, each step started as soon as
+the steps it depends on are done, reused from the cache when nothing it depends on changed."""
 
 from __future__ import annotations
 
@@ -8,25 +9,27 @@ import logging
 import os
 import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-import mlflow.projects
 import yaml
-from mlflow.exceptions import ExecutionException
+from mlflow.entities import Metric, Param, Run
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mlpipe import tracking
+from mlpipe import cache, tracking, wandb_mirror
 from mlpipe.artifacts import OUT, ArtifactStore, parse_reference
 from mlpipe.errors import StepError
-from mlpipe.paths import COMPONENTS_DIR, PROJECT_ROOT
-from mlpipe.planner import StepSpec, plan, select
+from mlpipe.executors import ComponentFailed, make_executor
+from mlpipe.paths import PROJECT_ROOT
+from mlpipe.planner import StepSpec, dependencies, plan, select
+from mlpipe.progress import Progress
 from mlpipe.wiring import pipeline_steps
 
 log = logging.getLogger("main")
+ARTIFACT_TAG = "artifact."
 
 
 class StepFailed(StepError):
@@ -55,6 +58,14 @@ def package_versions() -> str:
     return "\n".join(sorted(names, key=str.lower)) + "\n"
 
 
+def names_list(value: Any) -> set[str]:
+    """`a,b`, `[a, b]` or nothing, as a set of names."""
+    if value is None:
+        return set()
+    items = list(value) if isinstance(value, ListConfig | list | tuple) else str(value).split(",")
+    return {str(i).strip() for i in items if str(i).strip()}
+
+
 class Pipeline:
     def __init__(self, cfg: DictConfig, output_dir: Path) -> None:
         self.cfg = cfg
@@ -62,7 +73,11 @@ class Pipeline:
         self.client = MlflowClient()
         self.experiment_id = tracking.ensure_experiment(str(cfg.main.project_name))
         self.store = ArtifactStore(self.experiment_id, self.client)
+        self.executor = make_executor(str(cfg.main.get("executor", "mlflow_run")), str(cfg.main.env_manager))
+        self.use_cache = bool(cfg.main.get("cache", True))
+        self.force = names_list(cfg.main.get("force_steps"))
         self.produced: dict[str, str] = {}  # artifact name -> digest written in this run
+        self._lock = threading.Lock()
 
     def write_step_configs(self) -> tuple[Path, Path]:
         resolved = OmegaConf.to_container(self.cfg, resolve=True)
@@ -74,28 +89,69 @@ class Pipeline:
         model_file.write_text(yaml.safe_dump(resolved["model"], sort_keys=False))
         return dataset_file, model_file
 
-    def stages(self, steps: list[StepSpec]) -> list[list[StepSpec]]:
+    def existing_inputs(self, steps: list[StepSpec]) -> set[str]:
         written = {name for s in steps for name in s.writes.values()}
-        existing = {
+        return {
             parse_reference(ref)[0]
             for s in steps
             for ref in s.reads.values()
             if parse_reference(ref)[0] not in written and self.store.find(ref) is not None
         }
-        return plan(steps, existing)
 
-    def pinned(self, step: StepSpec) -> dict[str, Any]:
-        """The step's parameters, with `name:latest` replaced by the exact version this
-        pipeline produced (so parallel pipelines never read each other's outputs)."""
+    def pin_inputs(self, step: StepSpec) -> tuple[dict[str, Any], dict[str, str]]:
+        """The step's parameters with every read pinned to an exact version (the one this
+        pipeline produced for `name:latest`, so parallel pipelines never read each other's
+        outputs), and the digests of those versions."""
         params = step.parameters()
+        digests: dict[str, str] = {}
         for key, ref in step.reads.items():
             name, selector = parse_reference(ref)
-            if selector == "latest" and name in self.produced:
-                version = next(v for v in self.store.versions(name) if v.digest == self.produced[name])
-                params[key] = version.ref
-        return params
+            with self._lock:
+                produced = self.produced.get(name) if selector == "latest" else None
+            if produced is not None:
+                version = next(v for v in self.store.versions(name) if v.digest == produced)
+            else:
+                version = self.store.resolve(ref)
+            params[key] = version.ref
+            digests[name] = version.digest
+        return params, digests
 
-    def run_step(self, step: StepSpec, parent_id: str) -> str:
+    def record_reuse(self, step: StepSpec, original: Run, parent_id: str, key: str) -> str:
+        """A child run that says which run was reused and carries its outputs and metrics."""
+        tags = {k: v for k, v in original.data.tags.items() if k.startswith(ARTIFACT_TAG)}
+        tags |= {
+            tracking.TAG_PARENT: parent_id,
+            tracking.TAG_STEP: step.name,
+            "mlpipe.component": step.component,
+            cache.TAG_REUSED: original.info.run_id,
+            cache.TAG_KEY: key,
+        }
+        run = self.client.create_run(self.experiment_id, run_name=f"{step.name} (reused)", tags=tags)
+        run_id = run.info.run_id
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, 0, 0) for k, v in original.data.metrics.items()],
+            params=[Param(k, v) for k, v in original.data.params.items()],
+        )
+        tracking.finish_run(run_id, failed=False)
+        return run_id
+
+    def execute(self, step: StepSpec, parent_id: str, progress: Progress) -> str:
+        """Run (or reuse) one step; return its child run id."""
+        try:
+            params, digests = self.pin_inputs(step)
+        except StepError as e:
+            raise StepFailed(step.name, str(e)) from e
+        key = cache.step_key(step.name, step.component, params, digests)
+        if self.use_cache and step.name not in self.force and cache.cacheable(params):
+            original = cache.find_reusable(self.client, self.experiment_id, key)
+            if original is not None:
+                run_id = self.record_reuse(step, original, parent_id, key)
+                progress.update(
+                    step.name, "reused", f"run {original.info.run_id} (same code, parameters, inputs)"
+                )
+                self.collect_outputs(step, self.client.get_run(run_id))
+                return run_id
         child = self.client.create_run(
             self.experiment_id,
             run_name=step.name,
@@ -103,47 +159,92 @@ class Pipeline:
                 tracking.TAG_PARENT: parent_id,
                 tracking.TAG_STEP: step.name,
                 "mlpipe.component": step.component,
+                cache.TAG_KEY: key,
             },
         )
         run_id = child.info.run_id
-        params = self.pinned(step)
-        started = time.monotonic()
-        log.info("%s: started (component %s)", step.name, step.component)
+        progress.update(step.name, "running", f"run {run_id}")
         try:
-            mlflow.projects.run(
-                str(COMPONENTS_DIR / step.component),
-                entry_point="main",
-                parameters={k: str(v) for k, v in params.items()},
-                env_manager=str(self.cfg.main.env_manager),
-                experiment_id=self.experiment_id,
-                run_id=run_id,
-                synchronous=True,
+            self.executor.run(step.component, params, run_id, self.experiment_id)
+        except ComponentFailed as e:
+            reason = (
+                self.client.get_run(run_id).data.tags.get(tracking.TAG_ERROR) or f"{e} (see its output above)"
             )
-        except ExecutionException as e:
-            reason = self.client.get_run(run_id).data.tags.get(tracking.TAG_ERROR)
-            raise StepFailed(step.name, reason or f"{e} (see the step's output above)") from e
-        finally:
-            log.info("%s: ended after %.1f s", step.name, time.monotonic() - started)
-        outputs = self.client.get_run(run_id).data.tags
-        for name in step.writes.values():
-            self.produced[name] = outputs[f"{OUT}{name}"]
+            progress.update(step.name, "failed", reason)
+            raise StepFailed(step.name, reason) from e
+        progress.update(step.name, "done")
+        self.collect_outputs(step, self.client.get_run(run_id))
         return run_id
+
+    def collect_outputs(self, step: StepSpec, run: Run) -> None:
+        with self._lock:
+            for name in step.writes.values():
+                self.produced[name] = run.data.tags[f"{OUT}{name}"]
+
+    def schedule(
+        self, steps: list[StepSpec], depends: dict[str, set[str]], parent_id: str, done: dict[str, str]
+    ) -> None:
+        """Start each step once the steps it depends on are done; a failure stops the steps that
+        depend on it (running ones finish). Fill `done` (step -> run id); raise the first failure."""
+        progress = Progress([s.name for s in steps], log)
+        pending = {s.name: s for s in steps}
+        running: dict[Future[str], str] = {}
+        failures: list[StepFailed] = []
+        blocked: set[str] = set()
+        workers = max(1, int(self.cfg.main.get("max_parallel", 4)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="step") as pool:
+            while pending or running:
+                for name, step in list(pending.items()):
+                    if depends[name] & ({f.step for f in failures} | blocked):
+                        blocked.add(name)
+                        del pending[name]
+                        progress.update(name, "skipped", "an earlier step it depends on failed")
+                    elif depends[name] <= done.keys():
+                        running[pool.submit(self.execute, step, parent_id, progress)] = name
+                        del pending[name]
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    name = running.pop(future)
+                    try:
+                        done[name] = future.result()
+                    except StepFailed as e:
+                        failures.append(e)
+        log.info("steps:\n%s", progress.table())
+        if failures:
+            raise failures[0]
 
     def run(self) -> dict[str, str]:
         """Run the selected steps; return step name -> child run id."""
         cfg = self.cfg
+        tracking.scrub_logs()
         launcher = os.environ.pop("MLFLOW_RUN_ID", None)  # the `mlflow run .` CLI's own run
         os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
         # With env_manager=local a step runs `python` from PATH: make it this interpreter.
         os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        wandb_dir = OmegaConf.select(cfg, "tracking.wandb.dir") or self.output_dir
+        wandb_mode = wandb_mirror.prepare_pipeline(  # fails fast, before any step, when online cannot work
+            str(OmegaConf.select(cfg, "tracking.wandb.mode", default="auto")),
+            str(cfg.main.project_name),
+            str(cfg.main.experiment_name),
+            Path(str(wandb_dir)),
+        )
         dataset_file, model_file = self.write_step_configs()
         steps = select(pipeline_steps(cfg, dataset_file, model_file), str(cfg.main.steps))
-        stages = self.stages(steps)
+        unknown_forced = self.force - {s.name for s in steps}
+        if unknown_forced:
+            raise StepError(
+                f"main: main.force_steps names {sorted(unknown_forced)}, which are not selected steps"
+            )
+        depends = dependencies(steps, self.existing_inputs(steps))
+        stages = plan(steps, self.existing_inputs(steps))
         tags = {
             "mlpipe.pipeline": "true",
             "mlpipe.group": str(cfg.main.experiment_name),
             "mlpipe.steps": ",".join(s.name for s in steps),
             "mlpipe.output_dir": str(self.output_dir),
+            "mlpipe.wandb_mode": wandb_mode,
             **git_state(),
         }
         if launcher:
@@ -171,24 +272,14 @@ class Pipeline:
                 parent_id, tracking.scrub(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml"
             )
             self.client.log_text(parent_id, package_versions(), "environment/packages.txt")
-            for stage in stages:
-                with ThreadPoolExecutor(max_workers=len(stage)) as pool:
-                    futures = {s.name: pool.submit(self.run_step, s, parent_id) for s in stage}
-                errors = []
-                for name, future in futures.items():
-                    try:
-                        children[name] = future.result()
-                    except StepFailed as e:
-                        errors.append(e)
-                if errors:
-                    skipped = [s.name for later in stages[stages.index(stage) + 1 :] for s in later]
-                    if skipped:
-                        log.info("not run because an earlier step failed: %s", ", ".join(skipped))
-                    self.client.set_tag(parent_id, tracking.TAG_ERROR, str(errors[0]))
-                    raise errors[0]
+            try:
+                self.schedule(steps, depends, parent_id, children)
+            except StepFailed as e:
+                self.client.set_tag(parent_id, tracking.TAG_ERROR, str(e)[:5000])
+                raise
             failed = False
         finally:
+            self.client.log_text(parent_id, json.dumps(children, indent=2), "step_runs.json")
             tracking.finish_run(parent_id, failed)
-        self.client.log_text(parent_id, json.dumps(children, indent=2), "step_runs.json")
-        log.info("pipeline finished: %s", ", ".join(f"{k} {v}" for k, v in children.items()))
+        log.info("pipeline run %s finished", parent_id)
         return children

@@ -45,8 +45,8 @@ def select(steps: Sequence[StepSpec], requested: str) -> list[StepSpec]:
     return [s for s in steps if s.name in names]
 
 
-def plan(steps: Sequence[StepSpec], existing: Iterable[str] = ()) -> list[list[StepSpec]]:
-    """Stages of steps that can run together. A read must be written by a selected step or
+def dependencies(steps: Sequence[StepSpec], existing: Iterable[str] = ()) -> dict[str, set[str]]:
+    """step -> the selected steps it waits for. A read must be written by a selected step or
     exist in the store already (`existing` names); two writers of one artifact are an error."""
     writer: dict[str, str] = {}
     for step in steps:
@@ -60,14 +60,22 @@ def plan(steps: Sequence[StepSpec], existing: Iterable[str] = ()) -> list[list[S
     selected = {s.name for s in steps}
     depends: dict[str, set[str]] = {}
     for step in steps:
-        needs = {writer[n] for n in step.read_names if n in writer}
         missing = [n for n in step.read_names if n not in writer and n not in available]
         if missing:
             raise StepError(
-                f"main: step '{step.name}' reads {', '.join(repr(m) for m in missing)}, which no selected "
-                f"step writes and the store does not hold yet; add the step that writes it to main.steps"
+                f"main: step '{step.name}' reads {', '.join(repr(m) for m in missing)}, which no "
+                "selected step writes and the store does not hold yet; add the step that writes it "
+                "to main.steps"
             )
-        depends[step.name] = needs | (set(step.after) & selected)
+        depends[step.name] = {writer[n] for n in step.read_names if n in writer} | (
+            set(step.after) & selected
+        )
+    return depends
+
+
+def plan(steps: Sequence[StepSpec], existing: Iterable[str] = ()) -> list[list[StepSpec]]:
+    """Stages of steps that can run together (a topological sort by levels); a cycle is an error."""
+    depends = dependencies(steps, existing)
     stages: list[list[StepSpec]] = []
     done: set[str] = set()
     remaining = list(steps)

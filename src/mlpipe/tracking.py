@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -73,9 +74,48 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, 
             yield name, value
 
 
+def loggable(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat parameters safe to log anywhere (MLflow params, W&B config): no secret-looking key,
+    no secret value inside a string; numbers and booleans keep their type."""
+    return {k: _safe_value(v) for k, v in flatten(config)}
+
+
+def _safe_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value if scrub(str(value)) == str(value) else "***"
+    return scrub_tree(value)
+
+
+def scrub_tree(data: Any) -> Any:
+    """A copy of nested metadata without secret-looking keys or secret values."""
+    if isinstance(data, Mapping):
+        return {k: scrub_tree(v) for k, v in data.items() if not is_secret(str(k))}
+    if isinstance(data, list | tuple):
+        return [scrub_tree(v) for v in data]
+    return scrub(data) if isinstance(data, str) else data
+
+
+class ScrubFilter(logging.Filter):
+    """Masks secret values in every log line (a step's output is also what W&B records)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def scrub_logs() -> None:
+    """Install the filter on the root handlers (after `logging.basicConfig`)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, ScrubFilter) for f in handler.filters):
+            handler.addFilter(ScrubFilter())
+
+
 def log_params(config: Mapping[str, Any], run_id: str | None = None) -> None:
     """Log a nested config as flat parameters (MLflow caps a value at 6000 characters)."""
-    params = {k: scrub(str(v))[:6000] for k, v in flatten(config)}
+    params = {k: scrub(str(v))[:6000] for k, v in loggable(config).items()}
     client = MlflowClient()
     run_id = run_id or mlflow.active_run().info.run_id  # type: ignore[union-attr]
     items = list(params.items())

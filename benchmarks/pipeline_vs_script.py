@@ -1,0 +1,112 @@
+"""The pipeline's orchestration cost, measured against a plain script doing the same work.
+
+Runs each command several times on the NYC sample with the default config and prints medians
+and ratios (the plain script is the baseline):
+
+1. a cold `mlflow run .` (nothing to reuse: a new experiment) / the plain script (target <= 1.5)
+2. an unchanged second `mlflow run .` (every step reused) / the plain script (target <= 0.4)
+3. a 6-job sweep over training parameters with the step cache / the same sweep with main.cache=false
+
+Both executors are measured: each step a nested `mlflow run` (the default) and in-process.
+Usage: python benchmarks/pipeline_vs_script.py [--repeats 3] [--skip-sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SWEEP = "model.estimator.max_depth=10,15,20 model.preprocessing.tfidf_max_features=10,30"
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"benchmark command failed: {' '.join(command)}\n{result.stderr[-2000:]}")
+    return elapsed
+
+
+def pipeline(options: str) -> list[str]:
+    return [str(BIN / "mlflow"), "run", ".", "--env-manager", "local", "-P", f"hydra_options={options}"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-sweep", action="store_true")
+    args = parser.parse_args()
+    store = Path(tempfile.mkdtemp(prefix="mlpipe-bench-"))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    # Create the store once, as a user's project has it after the first run ever.
+    subprocess.run(
+        [str(BIN / "python"), "-c", "from mlpipe import tracking; tracking.ensure_experiment('warmup')"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+
+    samples: dict[str, list[float]] = {}
+
+    def measure(name: str, command: list[str]) -> None:
+        samples.setdefault(name, []).append(timed(command, env))
+        print(f"  {name}: {samples[name][-1]:.1f} s", file=sys.stderr)
+
+    for repeat in range(args.repeats):
+        print(f"repeat {repeat + 1}/{args.repeats}", file=sys.stderr)
+        measure("plain script", [str(BIN / "python"), "benchmarks/plain_script.py"])
+        for executor in ("mlflow_run", "inprocess"):
+            project = f"main.project_name=bench-{uuid.uuid4().hex[:8]} main.executor={executor}"
+            measure(f"cold mlflow run . ({executor})", pipeline(project))
+            measure(f"unchanged rerun ({executor})", pipeline(project))
+    if not args.skip_sweep:
+        for executor in ("mlflow_run", "inprocess"):
+            for cache in ("true", "false"):
+                project = f"main.project_name=bench-{uuid.uuid4().hex[:8]} main.executor={executor}"
+                measure(
+                    f"6-job sweep, cache={cache} ({executor})",
+                    pipeline(f"{project} main.cache={cache} {SWEEP} -m"),
+                )
+
+    median = {name: statistics.median(values) for name, values in samples.items()}
+    base = median["plain script"]
+    rows = [("measurement", "runs", "median s", "ratio", "baseline")]
+    for name, value in median.items():
+        if name.startswith("6-job sweep, cache=true"):
+            executor = name.split("(")[1]
+            reference = median.get(f"6-job sweep, cache=false ({executor}")
+            rows.append(
+                (
+                    name,
+                    str(len(samples[name])),
+                    f"{value:.1f}",
+                    f"{value / reference:.2f}",
+                    "same sweep, cache=false",
+                )
+            )
+        elif name.startswith("6-job sweep"):
+            rows.append((name, str(len(samples[name])), f"{value:.1f}", "", ""))
+        else:
+            rows.append(
+                (name, str(len(samples[name])), f"{value:.1f}", f"{value / base:.2f}", "plain script")
+            )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The baseline: the pipeline's work as one plain process, with no tracking and no artifacts.
+
+Read, clean, split, fit the same model, export it, reload it, score it. Run as a script, so its
+process start and imports count the same way a pipeline step's do.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+from omegaconf import OmegaConf
+
+from mlpipe.cleaning import clean
+from mlpipe.config import load
+from mlpipe.evaluation import regression_metrics
+from mlpipe.modeling import build_model, export_sklearn
+from mlpipe.paths import resolve_path
+from mlpipe.schema import DatasetSpec, model_frame
+from mlpipe.splitting import split
+
+
+def main(overrides: list[str]) -> float:
+    cfg = load(overrides)
+    spec = DatasetSpec.from_dict(OmegaConf.to_container(cfg.dataset, resolve=True))
+    raw = pd.read_csv(resolve_path(cfg.dataset.source))
+    data, _ = clean(raw, spec, "plain")
+    stratify = cfg.data_split.stratify_by
+    trainval, test = split(data, cfg.data_split.test_size, cfg.data_split.random_seed, stratify, "plain")
+    train, _ = split(trainval, cfg.train.val_size, cfg.train.random_seed, cfg.train.stratify_by, "plain")
+    model = build_model(spec, OmegaConf.to_container(cfg.model, resolve=True))
+    model.fit(model_frame(train, spec), train[spec.target])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_sklearn(model, spec, train.head(5), trainval[spec.target], Path(tmp) / "model")
+        reloaded = mlflow.pyfunc.load_model(str(path))
+        mae = regression_metrics(test[spec.target], reloaded.predict(model_frame(test, spec)))["mae"]
+    print(f"test mae {mae:.3f}")
+    return mae
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -83,12 +83,19 @@ def load_pyfunc(model_dir: Path):  # -> mlflow.pyfunc.PyFuncModel
     """The exported model as serving loads it (pyfunc, signature enforced)."""
     import mlflow.pyfunc
 
+    before = os.environ.get(ALLOW_PICKLE)
     if model_format(model_dir) == "torchscript":
-        os.environ.setdefault(ALLOW_PICKLE, "true")
-    with torchscript_warnings(), warnings.catch_warnings():
-        # mlflow.pytorch loads a TorchScript file through torch.load, which says so.
-        warnings.filterwarnings("ignore", message="'torch.load' received a zip file", category=UserWarning)
-        return mlflow.pyfunc.load_model(str(model_dir))
+        os.environ[ALLOW_PICKLE] = "true"  # for this load only (steps may share one process)
+    try:
+        with torchscript_warnings(), warnings.catch_warnings():
+            # mlflow.pytorch loads a TorchScript file through torch.load, which says so.
+            warnings.filterwarnings("ignore", "'torch.load' received a zip file", UserWarning)
+            return mlflow.pyfunc.load_model(str(model_dir))
+    finally:
+        if before is None:
+            os.environ.pop(ALLOW_PICKLE, None)
+        else:
+            os.environ[ALLOW_PICKLE] = before
 
 
 # Runs in a fresh interpreter: only torch and numpy, the project's package made unimportable.

@@ -34,5 +34,5 @@ if __name__ == "__main__":
     except StepError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    sys.argv.append(searchpath_override())
+    sys.argv.insert(1, searchpath_override())  # before any -m: argparse takes one run of overrides
     main()

@@ -1,11 +1,15 @@
-"""basic_cleaning: drop rows outside the configured bounds, parse dates, drop duplicates."""
+"""basic_cleaning: drop rows outside the configured bounds, parse dates, drop duplicates.
+
+Images: decode the fetched folder into arrays (resized when dataset.image.size says so) and
+drop identical images."""
 
 from __future__ import annotations
 
 import argparse
 
+from mlpipe import images
 from mlpipe.cleaning import clean, describe_report
-from mlpipe.component import main, step_run
+from mlpipe.component import Step, main, step_run
 from mlpipe.paths import resolve_path
 from mlpipe.schema import DatasetSpec
 
@@ -23,6 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def go(args: argparse.Namespace) -> None:
     with step_run(STEP, vars(args)) as step:
         spec = DatasetSpec.from_file(resolve_path(args.dataset_config))
+        if images.is_image_dataset(spec.raw):
+            clean_images(step, spec, args)
+            return
         version, raw = step.read_table(args.input_artifact)
         df, report = clean(raw, spec, step.where(f"{version.ref} ({version.file})"))
         step.log.info(describe_report(report))
@@ -37,6 +44,34 @@ def go(args: argparse.Namespace) -> None:
             description=f"{spec.name} after basic cleaning ({describe_report(report)})",
             metadata={"dropped": report["dropped"], "input": version.ref},
         )
+
+
+def clean_images(step: Step, spec: DatasetSpec, args: argparse.Namespace) -> None:
+    version, path = step.use(args.input_artifact)
+    where = step.where(f"{version.ref} ({path.name})")
+    folder = images.unpack(path, step.workdir / "unpacked", where)
+    size = (spec.raw.get("image") or {}).get("size")
+    found = images.read_image_folder(folder, where, tuple(size) if size else None)
+    kept, duplicates = images.drop_duplicates(found) if spec.cleaning.get("drop_duplicates") else (found, 0)
+    report = {"rows_in": len(found), "rows_out": len(kept), "dropped": {"duplicate images": duplicates}}
+    step.log.info(
+        "%s: %d images -> %d (%d identical images dropped), shape %s",
+        version.ref,
+        len(found),
+        len(kept),
+        duplicates,
+        list(kept.shape),
+    )
+    step.log_metrics({"rows_in": len(found), "rows_out": len(kept), "dropped.duplicate images": duplicates})
+    step.log_json(report, "cleaning_report.json")
+    images.log_images(
+        step,
+        kept,
+        args.output_artifact,
+        type="clean_data",
+        description=f"{spec.name} images decoded, {duplicates} duplicates dropped",
+        metadata={"dropped": report["dropped"], "input": version.ref},
+    )
 
 
 if __name__ == "__main__":

@@ -15,13 +15,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from mlpipe.images import ImageSet, read_arrays
 from mlpipe.schema import DatasetSpec
 from mlpipe.tables import read_table
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--data", required=True, help="table to check")
-    parser.addoption("--ref", default=None, help="reference table for the drift tests")
+    parser.addoption("--data", required=True, help="table (or images.npz) to check")
+    parser.addoption("--ref", default=None, help="reference table (or images.npz) for the drift tests")
     parser.addoption("--dataset-config", required=True, help="YAML dataset config")
     parser.addoption("--kl-threshold", type=float, default=0.2)
     parser.addoption("--ks-alpha", type=float, default=0.001)
@@ -46,6 +47,20 @@ def ref_data(request: pytest.FixtureRequest) -> pd.DataFrame:
     if path is None:
         pytest.skip("no reference data yet: this data becomes the reference")
     return read_table(Path(path), f"data_check: reference {Path(path).name}")
+
+
+@pytest.fixture(scope="session")
+def images(request: pytest.FixtureRequest) -> ImageSet:
+    path = Path(request.config.getoption("--data"))
+    return read_arrays(path, f"data_check: {path.name}")
+
+
+@pytest.fixture(scope="session")
+def ref_images(request: pytest.FixtureRequest) -> ImageSet:
+    path = request.config.getoption("--ref")
+    if path is None:
+        pytest.skip("no reference data yet: this data becomes the reference")
+    return read_arrays(Path(path), f"data_check: reference {Path(path).name}")
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,13 @@ import pytest
 
 from mlpipe.component import main, step_run
 from mlpipe.errors import StepError
+from mlpipe.images import is_image_dataset
 from mlpipe.paths import resolve_path
+from mlpipe.schema import DatasetSpec
 
 STEP = "data_check"
 TESTS_DIR = Path(__file__).resolve().parent
+TESTS = {"table": "test_data.py", "images": "test_images.py"}  # the tests of each dataset kind
 
 
 class FailureCollector:
@@ -50,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def go(args: argparse.Namespace) -> None:
     with step_run(STEP, vars(args)) as step:
         config = resolve_path(args.dataset_config)
+        kind = "images" if is_image_dataset(DatasetSpec.from_file(config).raw) else "table"
         version, data_path = step.use(args.input_artifact)
         reference = step.store.find(f"{version.name}:{args.reference_alias}")
         options = [
@@ -79,7 +83,7 @@ def go(args: argparse.Namespace) -> None:
         collector = FailureCollector()
         code = pytest.main(
             [
-                str(TESTS_DIR),
+                str(TESTS_DIR / TESTS[kind]),
                 "-q",
                 "-rN",
                 "--no-header",

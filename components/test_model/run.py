@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+import mlflow
 import mlflow.pyfunc
 import mlflow.sklearn
 import numpy as np
 
-from mlpipe import evaluation
-from mlpipe.component import main, step_run
+from mlpipe import evaluation, images
+from mlpipe.component import Step, main, step_run
+from mlpipe.errors import StepError
 from mlpipe.paths import resolve_path
 from mlpipe.schema import DatasetSpec, model_frame
 
@@ -27,6 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def go(args: argparse.Namespace) -> None:
     with step_run(STEP, vars(args)) as step:
         spec = DatasetSpec.from_file(resolve_path(args.dataset_config))
+        if images.is_image_dataset(spec.raw):
+            test_image_model(step, args)
+            return
         model_version, model_path = step.use(args.model_artifact)
         test_version, test = step.read_table(args.test_artifact)
         # What serving does: the pyfunc flavor, with the signature enforced on the input.
@@ -58,6 +63,57 @@ def go(args: argparse.Namespace) -> None:
             len(test),
             ", ".join(f"{k} {v:.4g}" for k, v in scores.items()),
         )
+
+
+def test_image_model(step: Step, args: argparse.Namespace) -> None:
+    """Score the exported image model as served (pyfunc) and as plain torch loads it
+    (`torch.jit.load` or `torch.export.load`) in a process without the project: both must give
+    the same probabilities."""
+    from mlpipe.torch_export import load_pyfunc, model_format, score_in_fresh_process
+
+    model_version, model_path = step.use(args.model_artifact)
+    test_version, test = images.use_images(step, args.test_artifact)
+    pixels = test.images.astype(np.float32)
+    model = load_pyfunc(model_path)
+    classes = list(model.metadata.metadata["classes"])
+    proba = np.asarray(model.predict(pixels))
+    predictions = np.asarray(classes)[proba.argmax(axis=1)]
+    export_format = model_format(model_path)
+    fresh, info = score_in_fresh_process(model_path, pixels)
+    difference = float(np.abs(fresh - proba).max())
+    step.log_metrics({"fresh_process_max_abs_diff": difference})
+    step.log.info(
+        "%s in a fresh process without the project (%s): largest difference from pyfunc %.3g",
+        info["load"],
+        info["loader"],
+        difference,
+    )
+    if not difference <= 1e-5:
+        raise StepError(
+            f"{STEP}: {model_version.ref} gives other probabilities under {info['load']} in a fresh "
+            f"process than as pyfunc (largest difference {difference:.3g}); expected the same"
+        )
+    scores = evaluation.classification_metrics(test.labels, predictions, proba, classes)
+    table = evaluation.per_label_table(test.labels, predictions)
+    mlflow.log_table(table, "per_label.json")
+    step.log.info("per label (worst F1 first):\n%s", table.to_string(index=False))
+    step.log_figure(evaluation.confusion_matrix_plot(test.labels, predictions), "confusion_matrix.png")
+    step.log_metrics(scores)
+    mlflow.set_tags(
+        {
+            "model_artifact": model_version.ref,
+            "test_artifact": test_version.ref,
+            "model_format": export_format,
+        }
+    )
+    step.log.info(
+        "%s (%s) on %s (%d images): %s",
+        model_version.ref,
+        export_format,
+        test_version.ref,
+        len(test),
+        ", ".join(f"{k} {v:.4g}" for k, v in scores.items()),
+    )
 
 
 if __name__ == "__main__":

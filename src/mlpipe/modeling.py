@@ -22,14 +22,18 @@ from mlpipe.schema import DatasetSpec, model_frame, signature
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")
 
 
-def load_model_config(path: Path, spec: DatasetSpec) -> dict[str, Any]:
+def resolve_model_config(path: Path, spec: DatasetSpec) -> dict[str, Any]:
     """The model config with `${dataset...}` resolved, whether main.py resolved it already or
     the step runs alone on a file from conf/model/."""
     if not path.is_file():
         raise StepError(f"model config '{path}' not found; expected a YAML file")
     model = yaml.safe_load(path.read_text()) or {}
     root = OmegaConf.create({"dataset": spec.raw, "model": model})
-    resolved = OmegaConf.to_container(root, resolve=True)["model"]  # type: ignore[index]
+    return OmegaConf.to_container(root, resolve=True)["model"]  # type: ignore[index,return-value]
+
+
+def load_model_config(path: Path, spec: DatasetSpec) -> dict[str, Any]:
+    resolved = resolve_model_config(path, spec)
     if "estimator" not in resolved or "_target_" not in resolved["estimator"]:
         raise StepError(f"model config '{path}': expected an 'estimator' with a '_target_'")
     return resolved

@@ -15,6 +15,10 @@ def _source(source: str) -> str:
     return source if "://" in source else str(resolve_path(source))
 
 
+def _kind(cfg: DictConfig) -> str:
+    return str(cfg.dataset.get("kind") or "table")  # table or images
+
+
 def pipeline_steps(cfg: DictConfig, dataset_file: Path, model_file: Path) -> list[StepSpec]:
     dataset = {"dataset_config": str(dataset_file)}
     stratify = {"stratify_by": str(cfg.data_split.stratify_by or "none")}
@@ -23,7 +27,7 @@ def pipeline_steps(cfg: DictConfig, dataset_file: Path, model_file: Path) -> lis
             "download",
             "get_data",
             writes={"output_artifact": "raw_data"},
-            params={"source": _source(str(cfg.download.source))},
+            params={"source": _source(str(cfg.download.source)), "kind": _kind(cfg)},
         ),
         StepSpec(
             "basic_cleaning",
@@ -53,6 +57,7 @@ def pipeline_steps(cfg: DictConfig, dataset_file: Path, model_file: Path) -> lis
                 "test_size": cfg.data_split.test_size,
                 "random_seed": cfg.data_split.random_seed,
                 **stratify,
+                "kind": _kind(cfg),
             },
         ),
         StepSpec(

@@ -1,0 +1,163 @@
+"""train (images): fit the torch network from config, validate it, export the scripted
+preprocessing + network + softmax as an MLflow pytorch model."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from mlpipe import evaluation
+from mlpipe.component import main, step_run
+from mlpipe.images import split_images, use_images
+from mlpipe.modeling import resolve_model_config
+from mlpipe.paths import resolve_path
+from mlpipe.schema import DatasetSpec
+from mlpipe.torch_export import export_model
+from mlpipe.torch_model import (
+    as_input,
+    build_network,
+    channel_stats,
+    evaluate,
+    inference_module,
+    pick_device,
+    preprocessing,
+    seed_everything,
+    train,
+)
+
+STEP = "train"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trainval_artifact", default="trainval_data:latest")
+    parser.add_argument("--output_artifact", default="model_export")
+    parser.add_argument("--dataset_config", default="conf/dataset/digits.yaml")
+    parser.add_argument("--model_config", default="conf/model/cnn.yaml")
+    parser.add_argument("--val_size", type=float, default=0.2)
+    parser.add_argument("--random_seed", type=float, default=42)
+    parser.add_argument("--stratify_by", default="label", help="'label' (by class) or 'none'")
+    return parser.parse_args(argv)
+
+
+def go(args: argparse.Namespace) -> None:
+    seed = int(args.random_seed)
+    with step_run(STEP, vars(args)) as step:
+        spec = DatasetSpec.from_file(resolve_path(args.dataset_config))
+        config = resolve_model_config(resolve_path(args.model_config), spec)
+        step.log_json(config, "model_config.json")
+        version, trainval = use_images(step, args.trainval_artifact)
+        train_set, val_set = split_images(
+            trainval,
+            args.val_size,
+            seed,
+            args.stratify_by.lower() not in ("none", "null", ""),
+            step.where(f"{version.ref} (train/validation split)"),
+        )
+        classes = trainval.classes
+        channels, height, width = trainval.shape
+        input_size = tuple(int(v) for v in config.get("input_size") or (height, width))
+        seed_everything(seed)
+        device = pick_device(str(config.get("device", "auto")))
+        mean, std = channel_stats(train_set.images)
+        preprocess = preprocessing(input_size, mean, std)  # type: ignore[arg-type]
+        network = build_network(dict(config.get("network") or {}), channels, input_size, len(classes))  # type: ignore[arg-type]
+        model = torch.nn.Sequential(preprocess, network).to(device)
+        index = {label: i for i, label in enumerate(classes)}
+
+        def tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            y = torch.tensor([index[label] for label in labels], dtype=torch.long)
+            return as_input(images).to(device), y.to(device)
+
+        step.log.info(
+            "training on %s: %d images (%d for validation), %d classes, %dx%d -> %dx%d, %d parameters",
+            device,
+            len(train_set),
+            len(val_set),
+            len(classes),
+            height,
+            width,
+            *input_size,
+            sum(p.numel() for p in network.parameters()),
+        )
+
+        def on_epoch(epoch: int, values: dict[str, float]) -> None:
+            step.log_metrics(values, step=epoch)
+            step.log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+
+        started = time.perf_counter()
+        history = train(
+            model,
+            tensors(train_set.images, train_set.labels),
+            tensors(val_set.images, val_set.labels),
+            config,
+            seed,
+            on_epoch,
+        )
+        seconds = time.perf_counter() - started
+        val_x, val_y = tensors(val_set.images, val_set.labels)
+        val_loss, val_accuracy = evaluate(model, val_x, val_y, 256)
+        step.log_metrics(
+            {
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy,
+                "best_epoch": history.best_epoch,
+                "epochs_run": len(history.train_loss),
+                "train_images_per_s": history.images_seen / seconds,
+            }
+        )
+        step.log.info(
+            "best epoch %d of %d%s: val_loss %.4f, val_accuracy %.4f (%.1f s on %s)",
+            history.best_epoch,
+            len(history.train_loss),
+            " (stopped early)" if history.stopped_early else "",
+            val_loss,
+            val_accuracy,
+            seconds,
+            device,
+        )
+        step.log_figure(
+            evaluation.line_plot(
+                {"train loss": history.train_loss, "validation loss": history.val_loss},
+                "epoch",
+                "Learning curve",
+            ),
+            "learning_curve.png",
+        )
+        step.log_figure(
+            evaluation.line_plot(
+                {"validation accuracy": history.val_accuracy}, "epoch", "Validation accuracy"
+            ),
+            "val_accuracy.png",
+        )
+        export_format = str((config.get("export") or {}).get("format", "torchscript"))
+        exported = inference_module(model[0], model[1]).cpu()
+        batch = as_input(val_set.images[:64])
+        path, difference = export_model(
+            exported, export_format, batch, classes, step.workdir / "out" / args.output_artifact
+        )
+        step.log_metrics({"export_max_abs_diff": difference})
+        step.log.info(
+            "exported as %s; largest difference from the eager model %.3g", export_format, difference
+        )
+        step.log_artifact(
+            args.output_artifact,
+            path,
+            type="model_export",
+            description=f"{config.get('name', 'cnn')} image classifier for {spec.name} ({export_format})",
+            metadata={
+                "flavor": "pytorch",
+                "format": export_format,
+                "trained_on": version.ref,
+                "classes": classes,
+                "val_accuracy": val_accuracy,
+                "val_loss": val_loss,
+            },
+        )
+
+
+if __name__ == "__main__":
+    main(STEP, parse_args, go)

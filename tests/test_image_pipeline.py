@@ -1,0 +1,56 @@
+"""End to end: `mlflow run . -P hydra_options="dataset=digits model=cnn"` in a temporary store."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mlpipe.artifacts import ArtifactStore
+from tests.conftest import mlflow_run
+
+
+@pytest.mark.slow
+def test_digits_cnn_pipeline_end_to_end(tracking_uri: str) -> None:
+    done = mlflow_run(
+        [".", "--env-manager", "local", "-P", "hydra_options=dataset=digits model=cnn model.epochs=8"],
+        tracking_uri,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("digits")
+    store = ArtifactStore(experiment.experiment_id, client)
+    runs = {r.data.tags.get("mlpipe.step"): r for r in client.search_runs([experiment.experiment_id])}
+    steps = ["download", "basic_cleaning", "data_check", "data_split", "train", "test_model"]
+    assert all(runs[s].info.status == "FINISHED" for s in steps)
+
+    for name, file in [
+        ("raw_data", "images.tar.gz"),
+        ("clean_data", "images.npz"),
+        ("test_data", "images.npz"),
+    ]:
+        [version] = store.versions(name)
+        assert version.file == file
+    assert store.find("clean_data:reference") is not None  # the first checked data became the reference
+    [model] = store.versions("model_export")
+    assert model.metadata["format"] == "torchscript" and model.metadata["classes"] == [
+        str(d) for d in range(10)
+    ]
+    files = {f.path for f in client.list_artifacts(model.run_id, "model_export/data")}
+    assert "model_export/data/model.pth" in files
+
+    train = runs["train"]
+    epochs = int(train.data.metrics["epochs_run"])
+    for metric in ("train_loss", "val_loss", "val_accuracy"):
+        history = client.get_metric_history(train.info.run_id, metric)
+        assert len(history) in (epochs, epochs + 1)  # one per epoch (val_* also once at the end)
+    plots = {f.path for f in client.list_artifacts(train.info.run_id, "plots")}
+    assert "plots/learning_curve.png" in plots
+    assert train.data.metrics["export_max_abs_diff"] <= 1e-5
+
+    test = runs["test_model"]
+    assert test.data.metrics["accuracy"] >= 0.95, test.data.metrics
+    assert test.data.metrics["fresh_process_max_abs_diff"] <= 1e-5
+    assert test.data.tags["model_artifact"] == model.ref
+    logged = {f.path for f in client.list_artifacts(test.info.run_id)}
+    assert "per_label.json" in logged
+    assert "plots/confusion_matrix.png" in {f.path for f in client.list_artifacts(test.info.run_id, "plots")}

@@ -1,0 +1,136 @@
+"""The image classifier: network from config, training, the scripted and torch.export exports,
+and their reload in a fresh process that cannot import the project."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from mlpipe import images, torch_model
+from mlpipe.errors import StepError
+from mlpipe.paths import CONF_DIR
+from mlpipe.torch_export import FRESH_PROCESS_SCRIPT, export_model, load_pyfunc, score_in_fresh_process
+
+CNN = yaml.safe_load((CONF_DIR / "model" / "cnn.yaml").read_text())
+
+
+def classifier(seed: int = 0) -> nn.Sequential:
+    """The exported shape (resize, normalize, network, softmax), untrained, for 8x8 grayscale."""
+    torch.manual_seed(seed)
+    network = torch_model.build_network(CNN["network"], 1, (16, 16), 10)
+    preprocess = torch_model.preprocessing((16, 16), [60.0], [90.0])
+    return torch_model.inference_module(preprocess, network)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> images.ImageSet:
+    folder = images.fetch_image_folder("sklearn://digits", tmp_path_factory.mktemp("digits"), "test")
+    return images.read_image_folder(folder, "test")
+
+
+def test_network_is_built_from_config() -> None:
+    network = torch_model.build_network(CNN["network"], 3, (16, 16), 7)
+    convs = [m for m in network if isinstance(m, nn.Conv2d)]
+    linears = [m for m in network if isinstance(m, nn.Linear)]
+    assert [c.out_channels for c in convs] == CNN["network"]["conv_channels"]
+    assert convs[0].in_channels == 3
+    assert [lin.out_features for lin in linears] == [*CNN["network"]["hidden"], 7]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in network) == len(convs)
+    assert [m.p for m in network if isinstance(m, nn.Dropout)] == [CNN["network"]["dropout"]]
+    assert network(torch.zeros(2, 3, 16, 16)).shape == (2, 7)
+    plain = torch_model.build_network({"conv_channels": [], "hidden": [], "batch_norm": False}, 1, (8, 8), 10)
+    assert [type(m) for m in plain] == [nn.Flatten, nn.Linear]
+
+
+def test_too_many_conv_blocks_for_the_input_is_an_error() -> None:
+    with pytest.raises(
+        StepError, match=r"network.conv_channels has 4 blocks, too many for input_size \[8, 8\]"
+    ):
+        torch_model.build_network({"conv_channels": [8, 8, 8, 8]}, 1, (8, 8), 10)
+
+
+def test_inference_module_gives_probabilities_from_raw_pixels() -> None:
+    model = classifier()
+    with torch.no_grad():
+        out = model(torch.rand(4, 1, 8, 8) * 255)
+    assert out.shape == (4, 10)
+    assert torch.allclose(out.sum(dim=1), torch.ones(4), atol=1e-5)
+    assert list(model._modules) == ["resize", "normalize", "network", "softmax"]
+
+
+def test_training_learns_digits_and_keeps_the_best_epoch(digits: images.ImageSet) -> None:
+    train_set, val_set = images.split_images(digits, 0.3, 0, True, "test")
+    torch_model.seed_everything(0)
+    mean, std = torch_model.channel_stats(train_set.images)
+    preprocess = torch_model.preprocessing((16, 16), mean, std)
+    model = nn.Sequential(preprocess, torch_model.build_network(CNN["network"], 1, (16, 16), 10))
+
+    def xy(part: images.ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch_model.as_input(part.images), torch.from_numpy(part.labels.astype(np.int64))
+
+    seen: list[int] = []
+    config = {**CNN, "epochs": 4, "early_stopping": {"patience": 10}}
+    history = torch_model.train(model, xy(train_set), xy(val_set), config, 0, lambda e, _: seen.append(e))
+    assert seen == [1, 2, 3, 4] and len(history.val_loss) == 4
+    assert history.best_epoch == int(np.argmin(history.val_loss)) + 1
+    loss, accuracy = torch_model.evaluate(model, *xy(val_set), 256)
+    assert loss == pytest.approx(min(history.val_loss), rel=1e-5)  # the best epoch's weights
+    assert accuracy > 0.9
+
+
+def test_scripted_module_matches_eager_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    model = classifier()
+    batch = torch.rand(16, 1, 8, 8) * 255
+    torch_model._torchscript_warning_shown = False
+    with caplog.at_level(logging.WARNING, "mlpipe.torch"), warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        scripted, difference = torch_model.script(model, batch)
+        torch_model.script(model, batch)
+    assert isinstance(scripted, torch.jit.ScriptModule)
+    with torch.no_grad():
+        np.testing.assert_allclose(scripted(batch).numpy(), model(batch).numpy(), atol=1e-6)
+    assert difference <= 1e-6
+    assert len([r for r in caplog.records if "deprecated" in r.message]) == 1
+    assert not [w for w in leaked if "torch.jit" in str(w.message)]
+
+
+@pytest.mark.parametrize("export_format", ["torchscript", "torch_export"])
+def test_export_reloads_in_a_fresh_process_without_the_project(tmp_path: Path, export_format: str) -> None:
+    model = classifier()
+    example = torch.rand(8, 1, 8, 8) * 255
+    classes = [str(d) for d in range(10)]
+    path, difference = export_model(model, export_format, example, classes, tmp_path / "model")
+    assert difference <= 1e-5
+    batch = (np.random.default_rng(1).random((5, 1, 8, 8)) * 255).astype(np.float32)
+    with torch.no_grad():
+        eager = model(torch.from_numpy(batch)).numpy()
+    fresh, info = score_in_fresh_process(path, batch)
+    assert (
+        info["load"] == {"torchscript": "torch.jit.load", "torch_export": "torch.export.load"}[export_format]
+    )
+    np.testing.assert_allclose(fresh, eager, atol=1e-5)
+    served = load_pyfunc(path)
+    assert served.metadata.metadata["classes"] == classes
+    assert list(served.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 1, 8, 8]
+    np.testing.assert_allclose(np.asarray(served.predict(batch)), eager, atol=1e-5)
+
+
+def test_fresh_process_really_cannot_import_the_project(tmp_path: Path) -> None:
+    """The prelude of the fresh-process script makes `import mlpipe` fail, as on a server."""
+    prelude = FRESH_PROCESS_SCRIPT.split("import numpy")[0]
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", prelude + "\nimport mlpipe"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "ModuleNotFoundError" in done.stderr

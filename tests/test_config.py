@@ -18,12 +18,14 @@ def test_every_dataset_and_model_compose(dataset: str, model: str):
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["main"]["project_name"] == cfg.dataset.name
     assert cfg.model.component
-    if cfg.dataset.get("kind", "table") == "table":
+    if cfg.dataset.get("kind", "table") == "table" and "estimator" in resolved["model"]:
         spec = DatasetSpec.from_dict(resolved["dataset"])
         assert spec.target not in spec.features
         estimator = instantiate(resolved["model"]["estimator"])
         kind = "Classifier" if spec.task == "classification" else "Regressor"
         assert type(estimator).__name__.endswith(kind)
+    if "optimizer" in resolved["model"]:  # a torch model: the optimizer factory builds
+        assert callable(instantiate(resolved["model"]["optimizer"]))
 
 
 def test_defaults():

@@ -230,6 +230,12 @@ class Pipeline:
             str(cfg.main.experiment_name),
             Path(str(wandb_dir)),
         )
+        dataset_kind, model_kind = cfg.dataset.get("kind", "table"), cfg.model.get("dataset_kind", "table")
+        if dataset_kind != model_kind:
+            raise StepError(
+                f"main: model '{cfg.model.name}' trains on {model_kind} datasets, but dataset "
+                f"'{cfg.dataset.name}' is of kind {dataset_kind}; pick a matching model= or dataset="
+            )
         dataset_file, model_file = self.write_step_configs()
         steps = select(pipeline_steps(cfg, dataset_file, model_file), str(cfg.main.steps))
         unknown_forced = self.force - {s.name for s in steps}

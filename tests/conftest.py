@@ -126,7 +126,7 @@ def run_main(
         f"hydra.sweep.dir={tmp}/multirun/${{now:%H-%M-%S-%f}}",
     ]
     return subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "main.py"), *args, *dirs],
+        [sys.executable, str(PROJECT_ROOT / "main.py"), *dirs, *args]  # args may end in -m,
         cwd=PROJECT_ROOT,
         env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri),
         capture_output=True,
@@ -161,7 +161,7 @@ class TrainedStore:
 @pytest.fixture(scope="session")
 def trained_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
     store = TrainedStore(tmp_path_factory.mktemp("trained_store"))
-    data_steps = "main.steps=download,basic_cleaning,data_check,data_split"
+    data_steps = "main.steps='download,basic_cleaning,data_check,data_split'"
     done = run_main([data_steps], store.uri, store.root)
     assert done.returncode == 0, done.stderr[-3000:]
     store.train("good", "model.estimator.n_estimators=8")

@@ -126,7 +126,7 @@ def run_main(
         f"hydra.sweep.dir={tmp}/multirun/${{now:%H-%M-%S-%f}}",
     ]
     return subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "main.py"), *dirs, *args]  # args may end in -m,
+        [sys.executable, str(PROJECT_ROOT / "main.py"), *dirs, *args],  # args may end in -m
         cwd=PROJECT_ROOT,
         env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri),
         capture_output=True,

@@ -89,11 +89,14 @@ class Registry:
         version = self.client.get_model_version_by_alias(self.name, "prod")
         digest = version.tags[promotion.TAG_DIGEST]
         assert self.store.find("model_export:prod").digest == digest
+        versions = self.client.search_model_versions(f"name = '{self.name}'")
         holders = [
-            v for v in self.client.search_model_versions(f"name = '{self.name}'") if "prod" in v.aliases
+            str(v.version)
+            for v in versions
+            if "prod" in self.client.get_model_version(self.name, v.version).aliases
         ]
-        assert [v.version for v in holders] == [version.version]
-        return version.version, digest
+        assert holders == [str(version.version)]  # exactly one
+        return str(version.version), digest
 
 
 @pytest.mark.slow
@@ -188,5 +191,14 @@ def test_promote_runs_as_a_pipeline_step_and_records_its_move(
     client = MlflowClient(trained_store.uri)
     version = client.get_model_version_by_alias("step_model", "prod")
     move = json.loads(client.get_registered_model("step_model").tags[f"{promotion.MOVE_TAG}000001"])
-    assert move["new_version"] == version.version and move["kind"] == "promoted"
+    assert move["new_version"] == str(version.version) and move["kind"] == "promoted"
     assert "promoted: candidate version 1" in done.stderr
+
+    # test_model (model_artifact: auto) now tests the prod export, not the latest one.
+    done = run_main(["main.steps=test_model"], trained_store.uri, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    experiment_id = client.get_experiment_by_name(trained_store.experiment).experiment_id
+    tested = client.search_runs(
+        [experiment_id], "tags.`mlpipe.step` = 'test_model'", order_by=["attributes.start_time DESC"]
+    )[0]
+    assert tested.data.tags["model_artifact"] == move["artifact"]

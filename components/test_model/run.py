@@ -11,6 +11,7 @@ import numpy as np
 from mlpipe import evaluation
 from mlpipe.component import main, step_run
 from mlpipe.paths import resolve_path
+from mlpipe.promotion import auto_model_reference
 from mlpipe.schema import DatasetSpec, model_frame
 
 STEP = "test_model"
@@ -18,7 +19,9 @@ STEP = "test_model"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model_artifact", default="model_export:latest")
+    parser.add_argument(
+        "--model_artifact", default="auto", help="auto: model_export:prod if any, else latest"
+    )
     parser.add_argument("--test_artifact", default="test_data:latest")
     parser.add_argument("--dataset_config", default="conf/dataset/nyc_airbnb.yaml")
     return parser.parse_args(argv)
@@ -27,7 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def go(args: argparse.Namespace) -> None:
     with step_run(STEP, vars(args)) as step:
         spec = DatasetSpec.from_file(resolve_path(args.dataset_config))
-        model_version, model_path = step.use(args.model_artifact)
+        reference = args.model_artifact
+        if reference == "auto":
+            reference = auto_model_reference(step.store, trains_now=False)
+        model_version, model_path = step.use(reference)
         test_version, test = step.read_table(args.test_artifact)
         # What serving does: the pyfunc flavor, with the signature enforced on the input.
         model = mlflow.pyfunc.load_model(str(model_path))

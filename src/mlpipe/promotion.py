@@ -232,8 +232,8 @@ def move(
     record = {
         "move": len(history(client, name)) + 1,
         "kind": kind,
-        "previous_version": previous.version if previous else None,
-        "new_version": target.version,
+        "previous_version": str(previous.version) if previous else None,
+        "new_version": str(target.version),
         "artifact": artifact.ref,
         "metric": metric,
         "value": None if value is None or math.isnan(value) else value,

@@ -27,7 +27,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         pipeline = Pipeline(cfg, output_dir, tags=job_tags())
         children = pipeline.run()
-        value = objective(cfg, children)
+        value = objective(cfg, children) if is_multirun() else None  # only sweepers read it
     except Exception as e:
         if not is_multirun() and not isinstance(e, StepError):
             raise  # a bug: keep the traceback

@@ -22,6 +22,7 @@ from conftest import DATASETS, TrainedStore, load_component, subprocess_env
 
 from mlpipe.artifacts import ArtifactStore
 from mlpipe.schema import DatasetSpec, model_frame
+from mlpipe.tables import read_table
 
 NAME = "serve_model"
 
@@ -66,7 +67,7 @@ def prod_model(trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp
     while mlflow.active_run():
         mlflow.end_run()
     store = ArtifactStore(experiment_id, client)
-    test = pd.read_csv(store.download(store.resolve("test_data:latest"), tmp_path / "test"))
+    test = read_table(store.download(store.resolve("test_data:latest"), tmp_path / "test"), "test_data")
     return model_frame(test.head(20), DatasetSpec.from_file(DATASETS / "nyc_airbnb.yaml"))
 
 

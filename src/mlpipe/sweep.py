@@ -61,7 +61,7 @@ def objective(cfg: DictConfig, children: dict[str, str], client: MlflowClient | 
     if metric not in metrics:
         raise StepError(
             f"main: objective metric '{metric}' (main.objective.metric) not logged by step '{step}'; "
-            f"it logged: {', '.join(sorted(metrics)) or 'nothing'}"
+            f"it logged: {', '.join(sorted(metrics)) or 'nothing'} (set main.objective.metric and .direction)"
         )
     return float(metrics[metric])
 

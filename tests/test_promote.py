@@ -11,13 +11,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import TrainedStore, load_component, subprocess_env
 from mlflow import MlflowClient
 
 from mlpipe import promotion
 from mlpipe.artifacts import OUT, ArtifactStore
 from mlpipe.errors import StepError
 from mlpipe.paths import COMPONENTS_DIR
+from tests.conftest import TrainedStore, load_component, run_main, subprocess_env
 
 DATASET = "conf/dataset/nyc_airbnb.yaml"
 
@@ -184,8 +184,6 @@ def test_two_promotions_racing_end_with_one_winner(
 def test_promote_runs_as_a_pipeline_step_and_records_its_move(
     trained_store: TrainedStore, tmp_path: Path
 ) -> None:
-    from conftest import run_main
-
     done = run_main(["main.steps=promote", "promote.model_name=step_model"], trained_store.uri, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     client = MlflowClient(trained_store.uri)

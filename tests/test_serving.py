@@ -18,11 +18,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATASETS, TrainedStore, load_component, subprocess_env
 
 from mlpipe.artifacts import ArtifactStore
 from mlpipe.schema import DatasetSpec, model_frame
 from mlpipe.tables import read_table
+from tests.conftest import DATASETS, TrainedStore, load_component, subprocess_env
 
 NAME = "serve_model"
 

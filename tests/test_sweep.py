@@ -8,12 +8,12 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import TrainedStore, mlflow_run, run_main
 from omegaconf import OmegaConf
 
 from mlpipe import sweep
 from mlpipe.errors import StepError
 from mlpipe.sweep import JobRecord
+from tests.conftest import TrainedStore, mlflow_run, run_main
 
 
 def records() -> list[JobRecord]:

@@ -39,7 +39,8 @@ def main_py(args: list[str], uri: str, root: Path) -> float:
     env.update(MLFLOW_TRACKING_URI=uri, PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "main.py"), *args, f"hydra.run.dir={root}/outputs"],
+        # Hydra's flags (-m) go after every override.
+        [sys.executable, str(PROJECT_ROOT / "main.py"), f"hydra.run.dir={root}/outputs", *args],
         cwd=PROJECT_ROOT,
         env=env,
         check=True,
@@ -88,16 +89,16 @@ def main() -> None:
             f"model.estimator.n_estimators={args.n_estimators}",
             "model.estimator.n_jobs=1",  # one core per job: the launcher is what parallelizes
             *GRID,
-            "-m",
         ]
         sequential_dir, parallel_dir = root / "sequential", root / "parallel"
-        sequential = main_py([*common, f"hydra.sweep.dir={sequential_dir}"], uri, root)
+        sequential = main_py([*common, f"hydra.sweep.dir={sequential_dir}", "-m"], uri, root)
         parallel = main_py(
             [
                 *common,
                 "hydra/launcher=joblib",
                 f"hydra.launcher.n_jobs={args.workers}",
                 f"hydra.sweep.dir={parallel_dir}",
+                "-m",
             ],
             uri,
             root,

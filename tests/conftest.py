@@ -154,3 +154,56 @@ def mlflow_run(
         text=True,
         timeout=timeout,
     )
+
+
+# -- a store where the data steps ran once and two models were trained (sweeps, promotion, serving)
+def run_main(
+    args: list[str], tracking_uri: str, tmp: Path, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """`python main.py ...` as a user runs it, with Hydra's output dirs under `tmp`."""
+    dirs = [
+        f"hydra.run.dir={tmp}/outputs/${{now:%H-%M-%S-%f}}",
+        f"hydra.sweep.dir={tmp}/multirun/${{now:%H-%M-%S-%f}}",
+    ]
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "main.py"), *dirs, *args],  # args may end in -m
+        cwd=PROJECT_ROOT,
+        env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class TrainedStore:
+    """Two model exports of different quality, with their pipeline (parent) run ids."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uri = f"sqlite:///{root / 'mlflow.db'}"
+        self.experiment = "nyc_airbnb"
+        self.runs: dict[str, str] = {}  # "good" / "poor" -> pipeline run id
+
+    def train(self, label: str, *overrides: str) -> str:
+        done = run_main(["main.steps=train", "model.estimator.n_jobs=1", *overrides], self.uri, self.root)
+        assert done.returncode == 0, done.stderr[-3000:]
+        client = mlflow.MlflowClient(self.uri)
+        experiment = client.get_experiment_by_name(self.experiment)
+        parent = client.search_runs(
+            [experiment.experiment_id],
+            "tags.`mlpipe.pipeline` = 'true'",
+            order_by=["attributes.start_time DESC"],
+        )[0]
+        self.runs[label] = parent.info.run_id
+        return parent.info.run_id
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
+    store = TrainedStore(tmp_path_factory.mktemp("trained_store"))
+    data_steps = "main.steps='download,basic_cleaning,data_check,data_split'"
+    done = run_main([data_steps], store.uri, store.root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    store.train("good", "model.estimator.n_estimators=8")
+    store.train("poor", "model.estimator.n_estimators=2", "model.estimator.max_depth=2")
+    return store

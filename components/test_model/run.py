@@ -13,6 +13,7 @@ from mlpipe import evaluation, images
 from mlpipe.component import Step, main, step_run
 from mlpipe.errors import StepError
 from mlpipe.paths import resolve_path
+from mlpipe.promotion import auto_model_reference
 from mlpipe.schema import DatasetSpec, model_frame
 
 STEP = "test_model"
@@ -20,7 +21,9 @@ STEP = "test_model"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model_artifact", default="model_export:latest")
+    parser.add_argument(
+        "--model_artifact", default="auto", help="auto: model_export:prod if any, else latest"
+    )
     parser.add_argument("--test_artifact", default="test_data:latest")
     parser.add_argument("--dataset_config", default="conf/dataset/nyc_airbnb.yaml")
     return parser.parse_args(argv)
@@ -29,10 +32,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def go(args: argparse.Namespace) -> None:
     with step_run(STEP, vars(args)) as step:
         spec = DatasetSpec.from_file(resolve_path(args.dataset_config))
+        reference = args.model_artifact
+        if reference == "auto":
+            reference = auto_model_reference(step.store, trains_now=False)
         if images.is_image_dataset(spec.raw):
-            test_image_model(step, args)
+            test_image_model(step, args, reference)
             return
-        model_version, model_path = step.use(args.model_artifact)
+        model_version, model_path = step.use(reference)
         test_version, test = step.read_table(args.test_artifact)
         # What serving does: the pyfunc flavor, with the signature enforced on the input.
         model = mlflow.pyfunc.load_model(str(model_path))
@@ -65,13 +71,13 @@ def go(args: argparse.Namespace) -> None:
         )
 
 
-def test_image_model(step: Step, args: argparse.Namespace) -> None:
+def test_image_model(step: Step, args: argparse.Namespace, model_reference: str) -> None:
     """Score the exported image model as served (pyfunc) and as plain torch loads it
     (`torch.jit.load` or `torch.export.load`) in a process without the project: both must give
     the same probabilities."""
     from mlpipe.torch_export import load_pyfunc, model_format, score_in_fresh_process
 
-    model_version, model_path = step.use(args.model_artifact)
+    model_version, model_path = step.use(model_reference)
     test_version, test = images.use_images(step, args.test_artifact)
     pixels = test.images.astype(np.float32)
     model = load_pyfunc(model_path)

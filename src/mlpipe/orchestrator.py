@@ -67,9 +67,11 @@ def names_list(value: Any) -> set[str]:
 
 
 class Pipeline:
-    def __init__(self, cfg: DictConfig, output_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, output_dir: Path, tags: dict[str, str] | None = None) -> None:
         self.cfg = cfg
         self.output_dir = output_dir
+        self.extra_tags = tags or {}  # e.g. the sweep id and job number of a multirun job
+        self.parent_id: str | None = None
         self.client = MlflowClient()
         self.experiment_id = tracking.ensure_experiment(str(cfg.main.project_name))
         self.store = ArtifactStore(self.experiment_id, self.client)
@@ -237,7 +239,7 @@ class Pipeline:
                 f"'{cfg.dataset.name}' is of kind {dataset_kind}; pick a matching model= or dataset="
             )
         dataset_file, model_file = self.write_step_configs()
-        steps = select(pipeline_steps(cfg, dataset_file, model_file), str(cfg.main.steps))
+        steps = select(pipeline_steps(cfg, dataset_file, model_file, self.store), str(cfg.main.steps))
         unknown_forced = self.force - {s.name for s in steps}
         if unknown_forced:
             raise StepError(
@@ -252,13 +254,14 @@ class Pipeline:
             "mlpipe.output_dir": str(self.output_dir),
             "mlpipe.wandb_mode": wandb_mode,
             **git_state(),
+            **self.extra_tags,
         }
         if launcher:
             tags["mlpipe.launcher_run_id"] = launcher
         parent = self.client.create_run(
             self.experiment_id, run_name=f"pipeline {cfg.main.experiment_name}", tags=tags
         )
-        parent_id = parent.info.run_id
+        parent_id = self.parent_id = parent.info.run_id
         if launcher:
             self.client.set_tag(launcher, "mlpipe.pipeline_run_id", parent_id)
         log.info(

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mlpipe.artifacts import ArtifactStore
 from mlpipe.paths import resolve_path
 from mlpipe.planner import StepSpec
+from mlpipe.promotion import auto_model_reference
 
 
 def _source(source: str) -> str:
@@ -19,10 +21,45 @@ def _kind(cfg: DictConfig) -> str:
     return str(cfg.dataset.get("kind") or "table")  # table or images
 
 
-def pipeline_steps(cfg: DictConfig, dataset_file: Path, model_file: Path) -> list[StepSpec]:
+def _requested(cfg: DictConfig) -> set[str]:
+    return {n.strip() for n in str(cfg.main.steps).split(",")}
+
+
+def _tested_model(cfg: DictConfig, store: ArtifactStore | None) -> str:
+    reference = str(cfg.test_model.model_artifact)
+    if reference != "auto":
+        return reference
+    trains_now = bool(_requested(cfg) & {"all", "train"})
+    return auto_model_reference(store, trains_now) if store else "model_export:latest"
+
+
+def promote_step(cfg: DictConfig, dataset: dict[str, str]) -> StepSpec:
+    p = cfg.promote
+    return StepSpec(
+        "promote",
+        "promote",
+        reads={"model_artifact": "model_export:latest", "test_artifact": "test_data:latest"},
+        params={
+            **dataset,
+            "model_name": p.model_name,
+            "candidates": p.candidates,
+            "metric": p.metric,
+            "direction": p.direction,
+            "gate_metric": p.gate_metric,
+            "tolerance": p.tolerance,
+            "force": str(p.force).lower(),
+            "rollback": str(p.rollback).lower(),
+            "alias": p.alias,
+        },
+    )
+
+
+def pipeline_steps(
+    cfg: DictConfig, dataset_file: Path, model_file: Path, store: ArtifactStore | None = None
+) -> list[StepSpec]:
     dataset = {"dataset_config": str(dataset_file)}
     stratify = {"stratify_by": str(cfg.data_split.stratify_by or "none")}
-    return [
+    steps = [
         StepSpec(
             "download",
             "get_data",
@@ -77,7 +114,10 @@ def pipeline_steps(cfg: DictConfig, dataset_file: Path, model_file: Path) -> lis
         StepSpec(
             "test_model",
             "test_model",
-            reads={"model_artifact": str(cfg.test_model.model_artifact), "test_artifact": "test_data:latest"},
+            reads={"model_artifact": _tested_model(cfg, store), "test_artifact": "test_data:latest"},
             params=dataset,
+            after=("promote",),  # with both selected, test what promote left in prod
         ),
     ]
+    # Promotion moves `prod`: it runs only when named (`main.steps=promote`), never as part of `all`.
+    return [*steps, promote_step(cfg, dataset)] if "promote" in _requested(cfg) else steps

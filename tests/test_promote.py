@@ -1,0 +1,202 @@
+"""Promotion to `prod`: choice, gate, force, rollback, history, and two promotions racing."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from mlpipe import promotion
+from mlpipe.artifacts import OUT, ArtifactStore
+from mlpipe.errors import StepError
+from mlpipe.paths import COMPONENTS_DIR
+from tests.conftest import TrainedStore, load_component, run_main, subprocess_env
+
+DATASET = "conf/dataset/nyc_airbnb.yaml"
+
+
+def move(n: int, kind: str, previous: str | None, new: str) -> dict[str, object]:
+    return {"move": n, "kind": kind, "previous_version": previous, "new_version": new}
+
+
+def test_better_respects_direction_and_tolerance() -> None:
+    assert promotion.better(10.0, 10.0, "minimize")
+    assert not promotion.better(10.5, 10.0, "minimize")
+    assert promotion.better(10.5, 10.0, "minimize", tolerance=0.5)
+    assert promotion.better(0.9, 0.8, "maximize") and not promotion.better(0.7, 0.8, "maximize")
+    with pytest.raises(StepError, match="direction 'down'"):
+        promotion.better(1.0, 2.0, "down")
+
+
+def test_rollback_undoes_the_latest_promotion_not_yet_undone() -> None:
+    moves = [move(1, "promoted", None, "1"), move(2, "promoted", "1", "2"), move(3, "forced", "2", "3")]
+    assert promotion.rollback_target(moves)["move"] == 3
+    assert promotion.rollback_target([*moves, move(4, "rollback", "3", "2")])["move"] == 2
+    with pytest.raises(StepError, match="first to hold the alias"):
+        promotion.rollback_target([*moves, move(4, "rollback", "3", "2"), move(5, "rollback", "2", "1")])
+    with pytest.raises(StepError, match="no promotion left"):
+        promotion.rollback_target([])
+
+
+class Registry:
+    """The trained store seen from this process, with the promote component run in process."""
+
+    def __init__(self, trained: TrainedStore, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.uri)
+        mlflow.set_tracking_uri(trained.uri)
+        self.client = MlflowClient(trained.uri)
+        experiment_id = self.client.get_experiment_by_name(trained.experiment).experiment_id
+        monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
+        monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+        self.store = ArtifactStore(experiment_id, self.client)
+        self.trained = trained
+        self.name = name
+
+    def digest(self, label: str) -> str:
+        """The model export digest of a pipeline run's train step."""
+        parent = self.trained.runs[label]
+        child = self.client.search_runs(
+            [self.store.experiment_id],
+            f"tags.`mlflow.parentRunId` = '{parent}' and tags.`mlpipe.step` = 'train'",
+        )[0]
+        return child.data.tags[f"{OUT}model_export"]
+
+    def promote(self, label: str, *extra: str) -> MlflowClient:
+        module = load_component("promote")
+        argv = ["--model_name", self.name, "--candidates", f"runs:{self.trained.runs[label]}"]
+        module.go(module.parse_args([*argv, "--dataset_config", DATASET, *extra]))
+        while mlflow.active_run():
+            mlflow.end_run()
+        return self.last_decision()
+
+    def last_decision(self) -> dict[str, str]:
+        run = self.client.search_runs(
+            [self.store.experiment_id],
+            "tags.`mlpipe.step` = 'promote'",
+            order_by=["attributes.start_time DESC"],
+        )[0]
+        return {**run.data.tags, **{k: str(v) for k, v in run.data.metrics.items()}}
+
+    def prod(self) -> tuple[str, str]:
+        """(registry version holding prod, its digest); checks the artifact alias agrees."""
+        version = self.client.get_model_version_by_alias(self.name, "prod")
+        digest = version.tags[promotion.TAG_DIGEST]
+        assert self.store.find("model_export:prod").digest == digest
+        versions = self.client.search_model_versions(f"name = '{self.name}'")
+        holders = [
+            str(v.version)
+            for v in versions
+            if "prod" in self.client.get_model_version(self.name, v.version).aliases
+        ]
+        assert holders == [str(version.version)]  # exactly one
+        return str(version.version), digest
+
+
+@pytest.mark.slow
+def test_promote_gate_force_rollback(trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = Registry(trained_store, monkeypatch, "gate_model")
+    good, poor = registry.digest("good"), registry.digest("poor")
+
+    assert registry.promote("poor")["decision"] == "promoted"  # nothing held prod
+    assert registry.prod()[1] == poor
+    assert promotion.auto_model_reference(registry.store, trains_now=False) == "model_export:prod"
+    assert promotion.auto_model_reference(registry.store, trains_now=True) == "model_export:latest"
+
+    decision = registry.promote("good")
+    assert decision["decision"] == "promoted"
+    assert float(decision["candidate_mae"]) < float(decision["prod_mae"])
+    good_version, digest = registry.prod()
+    assert digest == good
+
+    decision = registry.promote("poor")  # worse on the same test data: the gate keeps prod
+    assert decision["decision"] == "kept" and float(decision["candidate_mae"]) > float(decision["prod_mae"])
+    assert registry.prod() == (good_version, good)
+
+    assert registry.promote("poor", "--force", "true")["decision"] == "forced"
+    assert registry.prod()[1] == poor
+    assert registry.promote("poor")["decision"] == "already_prod"
+
+    registry.promote("poor", "--rollback", "true")
+    assert registry.prod() == (good_version, good)
+    moves = promotion.history(registry.client, "gate_model")
+    assert [(m["move"], m["kind"]) for m in moves] == [
+        (1, "promoted"),
+        (2, "promoted"),
+        (3, "forced"),
+        (4, "rollback"),
+    ]
+    assert [m["previous_version"] for m in moves] == [None, "1", "2", "1"]
+    assert all(m["run_id"] and m["time"] for m in moves)
+    # Poor was registered once, though promoted three times.
+    assert len(registry.client.search_model_versions("name = 'gate_model'")) == 2
+
+
+@pytest.mark.slow
+def test_two_promotions_racing_end_with_one_winner(
+    trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = Registry(trained_store, monkeypatch, "race_model")
+    env = subprocess_env(
+        MLFLOW_TRACKING_URI=trained_store.uri, MLFLOW_EXPERIMENT_ID=registry.store.experiment_id
+    )
+    racers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(COMPONENTS_DIR / "promote" / "run.py"),
+                "--model_name",
+                "race_model",
+                "--candidates",
+                f"runs:{trained_store.runs[label]}",
+                "--dataset_config",
+                DATASET,
+            ],
+            cwd=Path(os.getcwd()),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for label in ("poor", "good")
+    ]
+    outputs = [p.communicate(timeout=300) for p in racers]
+    assert [p.returncode for p in racers] == [0, 0], [o[1][-2000:] for o in outputs]
+
+    # Whatever the order, the better model ends in prod, and the history is one chain.
+    assert registry.prod()[1] == registry.digest("good")
+    moves = promotion.history(registry.client, "race_model")
+    assert [m["move"] for m in moves] == list(range(1, len(moves) + 1))
+    assert moves[0]["previous_version"] is None
+    assert all(b["previous_version"] == a["new_version"] for a, b in itertools.pairwise(moves))
+    assert moves[-1]["new_version"] == registry.prod()[0]
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        registry.client.get_registered_model("race_model" + promotion.LOCK_SUFFIX)  # released
+
+
+@pytest.mark.slow
+def test_promote_runs_as_a_pipeline_step_and_records_its_move(
+    trained_store: TrainedStore, tmp_path: Path
+) -> None:
+    done = run_main(["main.steps=promote", "promote.model_name=step_model"], trained_store.uri, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(trained_store.uri)
+    version = client.get_model_version_by_alias("step_model", "prod")
+    move = json.loads(client.get_registered_model("step_model").tags[f"{promotion.MOVE_TAG}000001"])
+    assert move["new_version"] == str(version.version) and move["kind"] == "promoted"
+    assert "promoted: candidate version 1" in done.stderr
+
+    # test_model (model_artifact: auto) now tests the prod export, not the latest one.
+    done = run_main(["main.steps=test_model"], trained_store.uri, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    experiment_id = client.get_experiment_by_name(trained_store.experiment).experiment_id
+    tested = client.search_runs(
+        [experiment_id], "tags.`mlpipe.step` = 'test_model'", order_by=["attributes.start_time DESC"]
+    )[0]
+    assert tested.data.tags["model_artifact"] == move["artifact"]

@@ -1,0 +1,126 @@
+"""`mlflow models serve -m models:/<name>@prod`: same predictions as in process, schema errors as 400."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlpipe.artifacts import ArtifactStore
+from mlpipe.schema import DatasetSpec, model_frame
+from mlpipe.tables import read_table
+from tests.conftest import DATASETS, TrainedStore, load_component, subprocess_env
+
+NAME = "serve_model"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, frame: pd.DataFrame) -> tuple[int, Any]:
+    body = json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.fixture
+def prod_model(trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pd.DataFrame:
+    """Promote the good model under NAME; return rows of the test set as the model takes them."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_store.uri)
+    mlflow.set_tracking_uri(trained_store.uri)
+    client = mlflow.MlflowClient(trained_store.uri)
+    experiment_id = client.get_experiment_by_name(trained_store.experiment).experiment_id
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
+    module = load_component("promote")
+    module.go(
+        module.parse_args(
+            [
+                "--model_name",
+                NAME,
+                "--candidates",
+                f"runs:{trained_store.runs['good']}",
+                "--dataset_config",
+                str(DATASETS / "nyc_airbnb.yaml"),
+            ]
+        )
+    )
+    while mlflow.active_run():
+        mlflow.end_run()
+    store = ArtifactStore(experiment_id, client)
+    test = read_table(store.download(store.resolve("test_data:latest"), tmp_path / "test"), "test_data")
+    return model_frame(test.head(20), DatasetSpec.from_file(DATASETS / "nyc_airbnb.yaml"))
+
+
+@pytest.mark.slow
+def test_served_prod_model_matches_in_process_and_rejects_bad_rows(
+    trained_store: TrainedStore, prod_model: pd.DataFrame
+) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            f"models:/{NAME}@prod",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=subprocess_env(MLFLOW_TRACKING_URI=trained_store.uri),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the server forks workers: stop the whole group
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, server.stderr.read()[-3000:]  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "server did not answer /ping within 120 s"
+            time.sleep(1)
+
+        status, answer = post(f"{base}/invocations", prod_model)
+        assert status == 200, answer
+        expected = mlflow.pyfunc.load_model(f"models:/{NAME}@prod").predict(prod_model)
+        np.testing.assert_allclose(np.asarray(answer["predictions"]).ravel(), np.asarray(expected).ravel())
+
+        status, answer = post(f"{base}/invocations", prod_model.drop(columns=["minimum_nights"]))
+        assert status == 400 and "minimum_nights" in answer["message"], answer
+        wrong = prod_model.astype({"minimum_nights": object})
+        wrong.loc[wrong.index[0], "minimum_nights"] = "three"
+        status, answer = post(f"{base}/invocations", wrong)
+        assert status == 400 and "minimum_nights" in answer["message"], answer
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -32,7 +32,7 @@ def test_defaults():
     cfg = load()
     assert cfg.dataset.name == "nyc_airbnb" and cfg.model.name == "random_forest"
     assert cfg.main.steps == "all" and cfg.main.env_manager == "local"
-    assert cfg.test_model.model_artifact.startswith("model_export:")
+    assert cfg.test_model.model_artifact == "auto"  # this run's model, else prod, else latest
 
 
 def test_good_overrides_pass():

@@ -18,6 +18,7 @@ from mlpipe.artifacts import OUT, ArtifactStore
 from mlpipe.errors import StepError
 from mlpipe.paths import COMPONENTS_DIR
 from tests.conftest import TrainedStore, load_component, run_main, subprocess_env
+from tests.wandb_records import isolate_wandb, offline_runs
 
 DATASET = "conf/dataset/nyc_airbnb.yaml"
 
@@ -200,3 +201,19 @@ def test_promote_runs_as_a_pipeline_step_and_records_its_move(
         [experiment_id], "tags.`mlpipe.step` = 'test_model'", order_by=["attributes.start_time DESC"]
     )[0]
     assert tested.data.tags["model_artifact"] == move["artifact"]
+
+
+@pytest.mark.slow
+def test_a_promotion_is_mirrored_to_wandb(
+    trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    runs_dir = isolate_wandb(tmp_path / "wandb", monkeypatch)
+    monkeypatch.setenv("MLPIPE_WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(runs_dir))
+    registry = Registry(trained_store, monkeypatch, "mirrored_model")
+    assert registry.promote("good")["decision"] == "promoted"
+    [run] = [r for r in offline_runs(runs_dir) if r.job_type == "promote"]
+    promoted = registry.store.resolve("model_export:prod")
+    assert run.summary["promoted.prod"] == promoted.ref
+    assert run.summary["promoted.prod.digest"] == promoted.digest
+    assert {"prod", "latest"} <= set(run.artifact("model_export").aliases)

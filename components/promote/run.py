@@ -8,7 +8,7 @@ import argparse
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from mlpipe import promotion
+from mlpipe import promotion, wandb_mirror
 from mlpipe.component import Step, main, step_run
 from mlpipe.paths import resolve_path
 from mlpipe.schema import DatasetSpec
@@ -39,6 +39,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def mirror_move(step: Step, record: dict, alias: str) -> None:
+    """W&B's view of a move: the alias on the same model version (in place when online), and the
+    promoted version recorded in the step's W&B run."""
+    if not step.wandb.enabled:
+        return
+    version = step.store.resolve(record["artifact"])
+    path = step.store.download(version, step.workdir / "mirror")
+    wandb_mirror.mirror_promotion(version, path, alias, mirror=step.wandb)
+
+
 def roll_back(step: Step, client: MlflowClient, args: argparse.Namespace) -> None:
     with promotion.promotion_lock(client, args.model_name):
         undo = promotion.rollback_target(promotion.history(client, args.model_name))
@@ -47,6 +57,7 @@ def roll_back(step: Step, client: MlflowClient, args: argparse.Namespace) -> Non
             client, step.store, args.model_name, args.alias, target, "rollback", step.run_id, "", None
         )
     step.log_json(record, "prod_move.json")
+    mirror_move(step, record, args.alias)
     mlflow.set_tags({"decision": "rollback", "prod_version": target.version})
     step.log.info(
         "rolled %s@%s back from version %s to version %s (undoing move %d)",
@@ -116,6 +127,7 @@ def go(args: argparse.Namespace) -> None:
                     candidate_score,
                 )
                 step.log_json(record, "prod_move.json")
+                mirror_move(step, record, args.alias)
         if prod_score is not None:
             step.log_metrics({f"prod_{args.gate_metric}": prod_score})
         mlflow.set_tags(

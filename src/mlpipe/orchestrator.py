@@ -26,10 +26,12 @@ from mlpipe.executors import ComponentFailed, make_executor
 from mlpipe.paths import PROJECT_ROOT
 from mlpipe.planner import StepSpec, dependencies, plan, select
 from mlpipe.progress import Progress
+from mlpipe.sweep import TAG_SWEEP_JOB
 from mlpipe.wiring import pipeline_steps
 
 log = logging.getLogger("main")
 ARTIFACT_TAG = "artifact."
+LAUNCHER_VAR = "MLPIPE_LAUNCHER_RUN_ID"
 
 
 class StepFailed(StepError):
@@ -221,7 +223,10 @@ class Pipeline:
         """Run the selected steps; return step name -> child run id."""
         cfg = self.cfg
         tracking.scrub_logs()
-        launcher = os.environ.pop("MLFLOW_RUN_ID", None)  # the `mlflow run .` CLI's own run
+        # The `mlflow run .` CLI's own run: remembered for the later jobs of a sweep in this process.
+        launcher = os.environ.pop("MLFLOW_RUN_ID", None) or os.environ.get(LAUNCHER_VAR)
+        if launcher:
+            os.environ[LAUNCHER_VAR] = launcher
         os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
         # With env_manager=local a step runs `python` from PATH: make it this interpreter.
         os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -262,8 +267,9 @@ class Pipeline:
             self.experiment_id, run_name=f"pipeline {cfg.main.experiment_name}", tags=tags
         )
         parent_id = self.parent_id = parent.info.run_id
-        if launcher:
-            self.client.set_tag(launcher, "mlpipe.pipeline_run_id", parent_id)
+        if launcher:  # one tag per job of a sweep, so jobs do not overwrite each other
+            job = self.extra_tags.get(TAG_SWEEP_JOB)
+            self.client.set_tag(launcher, f"mlpipe.pipeline_run_id{f'.{job}' if job else ''}", parent_id)
         log.info(
             "pipeline run %s in experiment '%s' (%s); stages: %s",
             parent_id,

@@ -14,16 +14,18 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
-from matplotlib.figure import Figure
 
 from mlpipe import tracking, wandb_mirror
 from mlpipe.artifacts import ArtifactStore, ArtifactVersion
 from mlpipe.errors import StepError
 from mlpipe.tables import read_table, write_table
+
+if TYPE_CHECKING:  # matplotlib loads only in the steps that plot
+    from matplotlib.figure import Figure
 
 
 def logger(step: str) -> logging.Logger:

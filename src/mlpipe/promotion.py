@@ -25,7 +25,6 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from mlpipe import evaluation
 from mlpipe.artifacts import OUT, ArtifactStore, ArtifactVersion
 from mlpipe.errors import StepError
 from mlpipe.schema import DatasetSpec, model_frame
@@ -116,6 +115,8 @@ def best(candidates: list[Candidate], direction: str) -> Candidate:
 def score(model_uri: str, test: pd.DataFrame, spec: DatasetSpec) -> dict[str, float]:
     """Score a model through its pyfunc flavor (what serving uses) on a test table."""
     import mlflow.pyfunc
+
+    from mlpipe import evaluation  # scikit-learn: loaded only where a model is scored
 
     model = mlflow.pyfunc.load_model(model_uri)
     predictions = np.asarray(model.predict(model_frame(test, spec))).ravel()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlpipe import tracking
 from mlpipe.errors import StepError
 from mlpipe.torch_model import exported_program, script, torchscript_warnings
 
@@ -125,7 +126,7 @@ def score_in_fresh_process(
     with tempfile.TemporaryDirectory(prefix="fresh-process-") as tmp:
         inputs, outputs = Path(tmp) / "inputs.npy", Path(tmp) / "probabilities.npy"
         np.save(inputs, images.astype(np.float32))
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+        env = {k: v for k, v in tracking.environment().items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
         done = subprocess.run(
             [
                 sys.executable,

@@ -51,9 +51,20 @@ def is_secret(name: str) -> bool:
     return any(marker in name.upper() for marker in SECRET_MARKERS)
 
 
+def environment() -> dict[str, str]:
+    """A copy of os.environ, safe while another thread changes it (MLflow's telemetry thread
+    sets and unsets a variable: iterating os.environ then raises KeyError or RuntimeError)."""
+    for _ in range(10):
+        try:
+            return dict(os.environ)
+        except (KeyError, RuntimeError):
+            continue
+    return dict(os.environ)
+
+
 def secret_values() -> list[str]:
     """Values of environment variables that look like credentials (never logged)."""
-    return [v for k, v in os.environ.items() if is_secret(k) and len(v) >= 4]
+    return [v for k, v in environment().items() if is_secret(k) and len(v) >= 4]
 
 
 def scrub(text: str) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from bench_utils import print_table
 
 from mlpipe import images, torch_model
 from mlpipe.paths import CONF_DIR
@@ -42,14 +43,6 @@ def timed(calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 3)
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
-
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,10 +83,10 @@ def main(argv: list[str] | None = None) -> None:
         if batch_size == config["batch_size"]:
             base = rate
         rows.append([batch_size, f"{rate:,.0f}"])
-    table(
-        f"training throughput ({args.epochs} epochs each, validation included)",
+    print_table(
         ["batch size", "images/s", "ratio vs config"],
         [[*r, f"{float(r[1].replace(',', '')) / base:.2f}"] for r in rows],
+        title=f"training throughput ({args.epochs} epochs each, validation included)",
     )
 
     # Inference of the exported module, the same batches for every variant.
@@ -119,10 +112,10 @@ def main(argv: list[str] | None = None) -> None:
             seconds = timed(calls, args.repeats)
             for name, s in seconds.items():
                 rows.append([batch_size, name, f"{batch_size / s:,.0f}", f"{seconds['eager'] / s:.2f}"])
-    table(
-        f"inference throughput (median of {args.repeats} calls, outputs checked equal)",
+    print_table(
         ["batch", "variant", "images/s", "ratio vs eager"],
         rows,
+        title=f"inference throughput (median of {args.repeats} calls, outputs checked equal)",
     )
 
 

@@ -14,27 +14,17 @@ Usage: python benchmarks/pipeline_vs_script.py [--repeats 3] [--skip-sweep]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_utils import ROOT, print_table, project_env, timed
+
 BIN = Path(sys.executable).parent
 SWEEP = "model.estimator.max_depth=10,15,20 model.preprocessing.tfidf_max_features=10,30"
-
-
-def timed(command: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"benchmark command failed: {' '.join(command)}\n{result.stderr[-2000:]}")
-    return elapsed
 
 
 def pipeline(options: str) -> list[str]:
@@ -49,8 +39,7 @@ def main() -> None:
     parser.add_argument("--skip-sweep", action="store_true")
     args = parser.parse_args()
     store = Path(tempfile.mkdtemp(prefix="mlpipe-bench-"))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{store / 'mlflow.db'}")
     # Create the store once, as a user's project has it after the first run ever.
     subprocess.run(
         [str(BIN / "python"), "-c", "from mlpipe import tracking; tracking.ensure_experiment('warmup')"],
@@ -83,7 +72,7 @@ def main() -> None:
 
     median = {name: statistics.median(values) for name, values in samples.items()}
     base = median["plain script"]
-    rows = [("measurement", "runs", "median s", "ratio", "baseline")]
+    rows = []
     for name, value in median.items():
         if name.startswith("6-job sweep, cache=true"):
             executor = name.split("(")[1]
@@ -103,9 +92,7 @@ def main() -> None:
             rows.append(
                 (name, str(len(samples[name])), f"{value:.1f}", f"{value / base:.2f}", "plain script")
             )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    print_table(("measurement", "runs", "median s", "ratio", "baseline"), rows)
 
 
 if __name__ == "__main__":

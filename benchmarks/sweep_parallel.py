@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench_utils import project_env, timed
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
@@ -35,18 +35,9 @@ GRID = ["model.preprocessing.tfidf_max_features=10,30", "model.estimator.max_fea
 
 def main_py(args: list[str], uri: str, root: Path) -> float:
     """Run `python main.py ...`; return its wall time."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_RUN")}
-    env.update(MLFLOW_TRACKING_URI=uri, PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
-    started = time.perf_counter()
-    subprocess.run(
-        # Hydra's flags (-m) go after every override.
-        [sys.executable, str(PROJECT_ROOT / "main.py"), f"hydra.run.dir={root}/outputs", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    return time.perf_counter() - started
+    # Hydra's flags (-m) go after every override.
+    command = [sys.executable, str(PROJECT_ROOT / "main.py"), f"hydra.run.dir={root}/outputs", *args]
+    return timed(command, project_env(MLFLOW_TRACKING_URI=uri))
 
 
 def job_seconds(client: MlflowClient, experiment_id: str, sweep_dir: Path) -> list[tuple[str, float]]:

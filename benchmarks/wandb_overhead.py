@@ -9,29 +9,25 @@ Wall-clock times on a shared machine are noisy: repeat, and read the ratio, not 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_utils import print_table, project_env, timed
+
 MODES = ("disabled", "offline")
 
 
 def run_pipeline(mode: str, steps: str, scratch: Path) -> float:
     """Seconds for one `python main.py` run with its own store and W&B folders."""
     scratch.mkdir(parents=True)
-    env = {
-        **os.environ,
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}",
-        "WANDB_CACHE_DIR": str(scratch / "wandb-cache"),
-        "WANDB_DATA_DIR": str(scratch / "wandb-data"),
-        "WANDB_CONFIG_DIR": str(scratch / "wandb-config"),
-    }
+    env = project_env(
+        MLFLOW_TRACKING_URI=f"sqlite:///{scratch / 'mlflow.db'}",
+        WANDB_CACHE_DIR=str(scratch / "wandb-cache"),
+        WANDB_DATA_DIR=str(scratch / "wandb-data"),
+        WANDB_CONFIG_DIR=str(scratch / "wandb-config"),
+    )
     command = [
         sys.executable,
         "main.py",
@@ -40,12 +36,7 @@ def run_pipeline(mode: str, steps: str, scratch: Path) -> float:
         f"tracking.wandb.dir={scratch / 'wandb-runs'}",
         f"hydra.run.dir={scratch / 'outputs'}",
     ]
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"pipeline failed with tracking.wandb.mode={mode}:\n{result.stderr[-2000:]}")
-    return elapsed
+    return timed(command, env)
 
 
 def main() -> None:
@@ -61,13 +52,16 @@ def main() -> None:
                 times[mode].append(seconds)
                 print(f"  run {repeat + 1}/{args.repeats} {mode:<8} {seconds:6.1f} s", file=sys.stderr)
     baseline = statistics.median(times["disabled"])
-    print(f"\npipeline ({args.steps}), median of {args.repeats} run(s) each\n")
-    print("| tracking.wandb.mode | median s | runs (s) | ratio to disabled |")
-    print("| --- | ---: | --- | ---: |")
+    rows = []
     for mode in MODES:
         median = statistics.median(times[mode])
         runs = ", ".join(f"{t:.1f}" for t in times[mode])
-        print(f"| {mode} | {median:.1f} | {runs} | {median / baseline:.2f} |")
+        rows.append((mode, f"{median:.1f}", runs, f"{median / baseline:.2f}"))
+    print_table(
+        ("tracking.wandb.mode", "median s", "runs (s)", "ratio to disabled"),
+        rows,
+        title=f"pipeline ({args.steps}), median of {args.repeats} run(s) each",
+    )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ def configure() -> str:
     """Point MLflow (and every child process) at the store; return its URI."""
     uri = tracking_uri()
     os.environ["MLFLOW_TRACKING_URI"] = uri
+    # Steps fetch artifacts from a local store: a progress bar per file is only noise in the log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
     return uri
 

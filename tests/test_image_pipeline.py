@@ -54,3 +54,23 @@ def test_digits_cnn_pipeline_end_to_end(tracking_uri: str) -> None:
     logged = {f.path for f in client.list_artifacts(test.info.run_id)}
     assert "per_label.json" in logged
     assert "plots/confusion_matrix.png" in {f.path for f in client.list_artifacts(test.info.run_id, "plots")}
+
+    # Promotion works for the image model as for the tabular one: scored on the test images.
+    promoted = mlflow_run(
+        [
+            ".",
+            "--env-manager",
+            "local",
+            "-P",
+            "steps=promote",
+            "-P",
+            "hydra_options=dataset=digits model=cnn",
+        ],
+        tracking_uri,
+    )
+    assert promoted.returncode == 0, promoted.stderr[-3000:]
+    [promote] = client.search_runs([experiment.experiment_id], "tags.`mlpipe.step` = 'promote'")
+    assert promote.data.tags["decision"] == "promoted"
+    assert promote.data.metrics["candidate_accuracy"] == test.data.metrics["accuracy"]
+    assert store.resolve("model_export:prod").digest == model.digest
+    assert str(client.get_model_version_by_alias("digits_cnn", "prod").version) == "1"

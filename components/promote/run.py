@@ -8,7 +8,7 @@ import argparse
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from mlpipe import promotion, wandb_mirror
+from mlpipe import images, promotion, wandb_mirror
 from mlpipe.component import Step, main, step_run
 from mlpipe.paths import resolve_path
 from mlpipe.schema import DatasetSpec
@@ -93,7 +93,10 @@ def go(args: argparse.Namespace) -> None:
                 chosen.value,
             )
         step.store.record_use(step.run_id, chosen.version)
-        test_version, test = step.read_table(args.test_artifact)
+        if images.is_image_dataset(spec.raw):
+            test_version, test = images.use_images(step, args.test_artifact)
+        else:
+            test_version, test = step.read_table(args.test_artifact)
         candidate_score = promotion.metric_of(
             promotion.score(chosen.version.uri, test, spec), args.gate_metric, chosen.version.ref
         )

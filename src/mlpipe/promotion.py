@@ -12,11 +12,13 @@ import json
 import math
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,7 @@ from mlflow.tracking import MlflowClient
 
 from mlpipe.artifacts import OUT, ArtifactStore, ArtifactVersion
 from mlpipe.errors import StepError
+from mlpipe.images import ImageSet
 from mlpipe.schema import DatasetSpec, model_frame
 
 STEP = "promote"
@@ -112,12 +115,24 @@ def best(candidates: list[Candidate], direction: str) -> Candidate:
 
 
 # -- scoring ---------------------------------------------------------------------------------
-def score(model_uri: str, test: pd.DataFrame, spec: DatasetSpec) -> dict[str, float]:
-    """Score a model through its pyfunc flavor (what serving uses) on a test table."""
+def score(model_uri: str, test: pd.DataFrame | ImageSet, spec: DatasetSpec) -> dict[str, float]:
+    """Score a model through its pyfunc flavor (what serving uses) on the test data: a table, or
+    the test images of an image dataset."""
     import mlflow.pyfunc
 
     from mlpipe import evaluation  # scikit-learn: loaded only where a model is scored
 
+    if isinstance(test, ImageSet):
+        import mlflow.artifacts
+
+        from mlpipe.torch_export import load_pyfunc
+
+        with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
+            model = load_pyfunc(Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp)))
+            classes = list(model.metadata.metadata["classes"])
+            proba = np.asarray(model.predict(test.images.astype(np.float32)))
+        predictions = np.asarray(classes)[proba.argmax(axis=1)]
+        return evaluation.classification_metrics(test.labels, predictions, proba, classes)
     model = mlflow.pyfunc.load_model(model_uri)
     predictions = np.asarray(model.predict(model_frame(test, spec))).ravel()
     actual = test[spec.target]

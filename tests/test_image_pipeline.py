@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
+from pathlib import Path
+
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from mlpipe.artifacts import ArtifactStore
+from mlpipe.images import read_arrays
+from mlpipe.torch_export import load_pyfunc
 from tests.conftest import mlflow_run
+from tests.test_serving import served
 
 
 @pytest.mark.slow
-def test_digits_cnn_pipeline_end_to_end(tracking_uri: str) -> None:
+def test_digits_cnn_pipeline_end_to_end(tracking_uri: str, tmp_path: Path) -> None:
     done = mlflow_run(
         [".", "--env-manager", "local", "-P", "hydra_options=dataset=digits model=cnn model.epochs=8"],
         tracking_uri,
@@ -74,3 +82,18 @@ def test_digits_cnn_pipeline_end_to_end(tracking_uri: str) -> None:
     assert promote.data.metrics["candidate_accuracy"] == test.data.metrics["accuracy"]
     assert store.resolve("model_export:prod").digest == model.digest
     assert str(client.get_model_version_by_alias("digits_cnn", "prod").version) == "1"
+
+    # Served like the tabular model. A TorchScript export is a pickle-format MLflow model, which
+    # the server loads only when told it may (MLFLOW_ALLOW_PICKLE_DESERIALIZATION).
+    pixels = read_arrays(store.download(store.resolve("test_data:latest"), tmp_path), "test_data").images
+    batch = pixels[:8].astype(np.float32)
+    expected = np.asarray(load_pyfunc(store.download(model, tmp_path / "model")).predict(batch))
+    with served("models:/digits_cnn@prod", tracking_uri, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true") as base:
+        request = urllib.request.Request(
+            f"{base}/invocations",
+            json.dumps({"inputs": batch.tolist()}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+    np.testing.assert_allclose(np.asarray(answer["predictions"]), expected, atol=1e-5)

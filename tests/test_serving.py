@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +73,9 @@ def prod_model(trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp
     return model_frame(test.head(20), DatasetSpec.from_file(DATASETS / "nyc_airbnb.yaml"))
 
 
-@pytest.mark.slow
-def test_served_prod_model_matches_in_process_and_rejects_bad_rows(
-    trained_store: TrainedStore, prod_model: pd.DataFrame
-) -> None:
+@contextmanager
+def served(model_uri: str, tracking_uri: str, **env: str) -> Iterator[str]:
+    """`mlflow models serve` on 127.0.0.1 and a free port; yield its base URL, then stop it."""
     port = free_port()
     server = subprocess.Popen(
         [
@@ -82,7 +83,7 @@ def test_served_prod_model_matches_in_process_and_rejects_bad_rows(
             "models",
             "serve",
             "-m",
-            f"models:/{NAME}@prod",
+            model_uri,
             "--env-manager",
             "local",
             "--host",
@@ -90,7 +91,7 @@ def test_served_prod_model_matches_in_process_and_rejects_bad_rows(
             "--port",
             str(port),
         ],
-        env=subprocess_env(MLFLOW_TRACKING_URI=trained_store.uri),
+        env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri, **env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -109,7 +110,17 @@ def test_served_prod_model_matches_in_process_and_rejects_bad_rows(
             assert server.poll() is None, server.stderr.read()[-3000:]  # type: ignore[union-attr]
             assert time.monotonic() < deadline, "server did not answer /ping within 120 s"
             time.sleep(1)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
+
+@pytest.mark.slow
+def test_served_prod_model_matches_in_process_and_rejects_bad_rows(
+    trained_store: TrainedStore, prod_model: pd.DataFrame
+) -> None:
+    with served(f"models:/{NAME}@prod", trained_store.uri) as base:
         status, answer = post(f"{base}/invocations", prod_model)
         assert status == 200, answer
         expected = mlflow.pyfunc.load_model(f"models:/{NAME}@prod").predict(prod_model)
@@ -121,6 +132,3 @@ def test_served_prod_model_matches_in_process_and_rejects_bad_rows(
         wrong.loc[wrong.index[0], "minimum_nights"] = "three"
         status, answer = post(f"{base}/invocations", wrong)
         assert status == 400 and "minimum_nights" in answer["message"], answer
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)

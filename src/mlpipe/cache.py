@@ -30,19 +30,22 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 UNCACHEABLE_SCHEMES = ("http://", "https://")  # the content behind a URL can change unseen
 
 
-def code_files(component: str, components_dir: Path = COMPONENTS_DIR) -> list[Path]:
-    roots = [components_dir / component, PACKAGE_DIR]
-    return sorted(
-        p for root in roots for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-    )
+def code_files(component: str, components_dir: Path = COMPONENTS_DIR) -> list[tuple[str, Path]]:
+    """(name, path) of the step's code: its component folder, then this package. Names are
+    relative to those folders, so the digest does not depend on where the checkout lives."""
+    files = []
+    for root in (components_dir / component, PACKAGE_DIR):
+        found = [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        files += sorted((f"{root.name}/{p.relative_to(root).as_posix()}", p) for p in found)
+    return files
 
 
 @cache
 def code_digest(component: str, components_dir: Path = COMPONENTS_DIR) -> str:
     """Cached per process: code does not change while a pipeline runs."""
     h = hashlib.sha256()
-    for path in code_files(component, components_dir):
-        h.update(str(path.relative_to(path.parents[1])).encode() + b"\0" + path.read_bytes())
+    for name, path in code_files(component, components_dir):
+        h.update(name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 

@@ -176,7 +176,7 @@ class Pipeline:
             )
             progress.update(step.name, "failed", reason)
             raise StepFailed(step.name, reason) from e
-        progress.update(step.name, "done")
+        progress.update(step.name, "done", f"run {run_id}")
         self.collect_outputs(step, self.client.get_run(run_id))
         return run_id
 

@@ -250,8 +250,9 @@ class Pipeline:
             raise StepError(
                 f"main: main.force_steps names {sorted(unknown_forced)}, which are not selected steps"
             )
-        depends = dependencies(steps, self.existing_inputs(steps))
-        stages = plan(steps, self.existing_inputs(steps))
+        existing = self.existing_inputs(steps)
+        depends = dependencies(steps, existing)
+        stages = plan(steps, existing)
         tags = {
             "mlpipe.pipeline": "true",
             "mlpipe.group": str(cfg.main.experiment_name),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mlpipe import images
-from mlpipe.component import Step, main, step_run
+from mlpipe.component import Step, main, optional_column, step_run
 from mlpipe.splitting import split
 
 STEP = "data_split"
@@ -24,7 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def go(args: argparse.Namespace) -> None:
-    stratify = None if args.stratify_by.lower() in ("none", "null", "") else args.stratify_by
+    stratify = optional_column(args.stratify_by)
     with step_run(STEP, vars(args)) as step:
         if args.kind == "images":
             split_images(step, args, stratify is not None)

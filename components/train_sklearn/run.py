@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 
 from mlpipe import evaluation
-from mlpipe.component import main, step_run
+from mlpipe.component import main, optional_column, step_run
 from mlpipe.modeling import build_model, export_sklearn, load_model_config
 from mlpipe.paths import resolve_path
 from mlpipe.schema import DatasetSpec, model_frame
@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def go(args: argparse.Namespace) -> None:
-    stratify = None if args.stratify_by.lower() in ("none", "null", "") else args.stratify_by
+    stratify = optional_column(args.stratify_by)
     with step_run(STEP, vars(args)) as step:
         spec = DatasetSpec.from_file(resolve_path(args.dataset_config))
         model_config = load_model_config(resolve_path(args.model_config), spec)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mlpipe import evaluation
-from mlpipe.component import main, step_run
+from mlpipe.component import main, optional_column, step_run
 from mlpipe.images import split_images, use_images
 from mlpipe.modeling import resolve_model_config
 from mlpipe.paths import resolve_path
@@ -54,7 +54,7 @@ def go(args: argparse.Namespace) -> None:
             trainval,
             args.val_size,
             seed,
-            args.stratify_by.lower() not in ("none", "null", ""),
+            optional_column(args.stratify_by) is not None,
             step.where(f"{version.ref} (train/validation split)"),
         )
         classes = trainval.classes

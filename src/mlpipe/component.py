@@ -177,5 +177,6 @@ def main(
         sys.exit(1)
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset_config", required=True, help="YAML file of the dataset config")
+def optional_column(value: str) -> str | None:
+    """A column-name parameter that may be switched off: 'none' (or 'null', '') means no column."""
+    return None if value.strip().lower() in ("none", "null", "") else value

@@ -128,7 +128,7 @@ def scrub_logs() -> None:
 
 def log_params(config: Mapping[str, Any], run_id: str | None = None) -> None:
     """Log a nested config as flat parameters (MLflow caps a value at 6000 characters)."""
-    params = {k: scrub(str(v))[:6000] for k, v in loggable(config).items()}
+    params = {k: str(v)[:6000] for k, v in loggable(config).items()}  # loggable scrubbed them
     client = MlflowClient()
     run_id = run_id or mlflow.active_run().info.run_id  # type: ignore[union-attr]
     items = list(params.items())

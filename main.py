@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from mlpipe.config import check_overrides, register_resolvers, searchpath_override
 from mlpipe.errors import StepError
+from mlpipe.fast_exit import exit_after
 from mlpipe.orchestrator import Pipeline
 from mlpipe.sweep import FAILED, is_multirun, job_record, job_tags, objective
 
@@ -48,7 +49,7 @@ def main(cfg: DictConfig) -> float | None:
     return value
 
 
-if __name__ == "__main__":
+def cli() -> None:
     register_resolvers()
     try:
         check_overrides(sys.argv[1:])
@@ -57,3 +58,7 @@ if __name__ == "__main__":
         sys.exit(2)
     sys.argv.insert(1, searchpath_override())  # before any flag: `... -m` ends many command lines
     main()
+
+
+if __name__ == "__main__":
+    exit_after(cli)

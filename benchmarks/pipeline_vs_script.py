@@ -7,7 +7,10 @@ and ratios (the plain script is the baseline):
 2. an unchanged second `mlflow run .` (every step reused) / the plain script (target <= 0.4)
 3. a 6-job sweep over training parameters with the step cache / the same sweep with main.cache=false
 
-Both executors are measured: each step a nested `mlflow run` (the default) and in-process.
+Both executors are measured: each step a nested `mlflow run` (the default) and in-process; so is
+`python main.py` (the same entry point without MLflow's CLI in front). Two floors show what no
+pipeline can go below: `mlflow run` of a project whose entry point does nothing, and a Python
+process that imports MLflow and opens the SQLite store.
 Usage: python benchmarks/pipeline_vs_script.py [--repeats 3] [--skip-sweep]
 """
 
@@ -27,8 +30,18 @@ BIN = Path(sys.executable).parent
 SWEEP = "model.estimator.max_depth=10,15,20 model.preprocessing.tfidf_max_features=10,30"
 
 
+OPEN_STORE = "from mlflow.tracking import MlflowClient; MlflowClient().search_experiments(max_results=1)"
+
+
 def pipeline(options: str) -> list[str]:
     return [str(BIN / "mlflow"), "run", ".", "--env-manager", "local", "-P", f"hydra_options={options}"]
+
+
+def empty_project() -> Path:
+    """An MLflow project whose entry point starts nothing but Python."""
+    folder = Path(tempfile.mkdtemp(prefix="mlpipe-empty-project-"))
+    (folder / "MLproject").write_text('name: empty\nentry_points:\n  main:\n    command: "python -c pass"\n')
+    return folder
 
 
 def main() -> None:
@@ -54,13 +67,22 @@ def main() -> None:
         samples.setdefault(name, []).append(timed(command, env))
         print(f"  {name}: {samples[name][-1]:.1f} s", file=sys.stderr)
 
+    empty = empty_project()
     for repeat in range(args.repeats):
         print(f"repeat {repeat + 1}/{args.repeats}", file=sys.stderr)
         measure("plain script", [str(BIN / "python"), "benchmarks/plain_script.py"])
+        measure(
+            "floor: mlflow run of an empty project",
+            [str(BIN / "mlflow"), "run", str(empty), "--env-manager", "local"],
+        )
+        measure("floor: python importing MLflow, opening the store", [str(BIN / "python"), "-c", OPEN_STORE])
         for executor in ("mlflow_run", "inprocess"):
             project = f"main.project_name=bench-{uuid.uuid4().hex[:8]} main.executor={executor}"
             measure(f"cold mlflow run . ({executor})", pipeline(project))
             measure(f"unchanged rerun ({executor})", pipeline(project))
+        project = [f"main.project_name=bench-{uuid.uuid4().hex[:8]}", "main.executor=inprocess"]
+        measure("cold python main.py (inprocess)", [str(BIN / "python"), "main.py", *project])
+        measure("unchanged rerun, python main.py (inprocess)", [str(BIN / "python"), "main.py", *project])
     if not args.skip_sweep:
         for executor in ("mlflow_run", "inprocess"):
             for cache in ("true", "false"):

@@ -9,7 +9,7 @@ import argparse
 
 from mlpipe import images
 from mlpipe.cleaning import clean, describe_report
-from mlpipe.component import Step, main, step_run
+from mlpipe.component import Step, run_script, step_run
 from mlpipe.paths import resolve_path
 from mlpipe.schema import DatasetSpec
 
@@ -75,4 +75,4 @@ def clean_images(step: Step, spec: DatasetSpec, args: argparse.Namespace) -> Non
 
 
 if __name__ == "__main__":
-    main(STEP, parse_args, go)
+    run_script(STEP, parse_args, go)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mlpipe.component import main, step_run
+from mlpipe.component import run_script, step_run
 from mlpipe.errors import StepError
 from mlpipe.images import is_image_dataset
 from mlpipe.paths import resolve_path
@@ -87,10 +87,13 @@ def go(args: argparse.Namespace) -> None:
                 "-q",
                 "-rN",
                 "--no-header",
+                # Only pytest's own plugins, and not the one that runs gc.collect() five times at
+                # the end (about 1 s with a pipeline's objects in memory).
+                "--disable-plugin-autoload",
                 "-p",
                 "no:cacheprovider",
                 "-p",
-                "no:anyio",
+                "no:unraisableexception",
                 f"--rootdir={TESTS_DIR}",
                 *options,
             ],
@@ -116,4 +119,4 @@ def go(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(STEP, parse_args, go)
+    run_script(STEP, parse_args, go)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mlpipe import images
-from mlpipe.component import Step, main, optional_column, step_run
+from mlpipe.component import Step, optional_column, run_script, step_run
 from mlpipe.splitting import split
 
 STEP = "data_split"
@@ -91,4 +91,4 @@ def split_images(step: Step, args: argparse.Namespace, stratified: bool) -> None
 
 
 if __name__ == "__main__":
-    main(STEP, parse_args, go)
+    run_script(STEP, parse_args, go)

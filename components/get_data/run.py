@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from mlpipe import images
-from mlpipe.component import Step, main, step_run
+from mlpipe.component import Step, run_script, step_run
 from mlpipe.sources import fetch
 from mlpipe.tables import read_table
 
@@ -59,4 +59,4 @@ def download_images(step: Step, args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(STEP, parse_args, go)
+    run_script(STEP, parse_args, go)

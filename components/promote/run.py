@@ -9,7 +9,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from mlpipe import images, promotion, wandb_mirror
-from mlpipe.component import Step, main, step_run
+from mlpipe.component import Step, run_script, step_run
 from mlpipe.paths import resolve_path
 from mlpipe.schema import DatasetSpec
 
@@ -162,4 +162,4 @@ def go(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(STEP, parse_args, go)
+    run_script(STEP, parse_args, go)

@@ -10,7 +10,7 @@ import mlflow.sklearn
 import numpy as np
 
 from mlpipe import evaluation, images
-from mlpipe.component import Step, main, step_run
+from mlpipe.component import Step, run_script, step_run
 from mlpipe.errors import StepError
 from mlpipe.paths import resolve_path
 from mlpipe.promotion import auto_model_reference
@@ -123,4 +123,4 @@ def test_image_model(step: Step, args: argparse.Namespace, model_reference: str)
 
 
 if __name__ == "__main__":
-    main(STEP, parse_args, go)
+    run_script(STEP, parse_args, go)

@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 
 from mlpipe import evaluation
-from mlpipe.component import main, optional_column, step_run
+from mlpipe.component import optional_column, run_script, step_run
 from mlpipe.modeling import build_model, export_sklearn, load_model_config
 from mlpipe.paths import resolve_path
 from mlpipe.schema import DatasetSpec, model_frame
@@ -85,4 +85,4 @@ def go(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(STEP, parse_args, go)
+    run_script(STEP, parse_args, go)

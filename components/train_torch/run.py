@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mlpipe import evaluation
-from mlpipe.component import main, optional_column, step_run
+from mlpipe.component import optional_column, run_script, step_run
 from mlpipe.images import split_images, use_images
 from mlpipe.modeling import resolve_model_config
 from mlpipe.paths import resolve_path
@@ -160,4 +160,4 @@ def go(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(STEP, parse_args, go)
+    run_script(STEP, parse_args, go)

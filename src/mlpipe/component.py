@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import mlflow
 import pandas as pd
@@ -22,6 +22,7 @@ import pandas as pd
 from mlpipe import tracking, wandb_mirror
 from mlpipe.artifacts import ArtifactStore, ArtifactVersion
 from mlpipe.errors import StepError
+from mlpipe.fast_exit import exit_after
 from mlpipe.tables import read_table, write_table
 
 if TYPE_CHECKING:  # matplotlib loads only in the steps that plot
@@ -175,6 +176,15 @@ def main(
         message = str(e) if str(e).startswith(f"{name}:") else f"{name}: {e}"
         print(f"error: {tracking.scrub(message)}", file=sys.stderr)
         sys.exit(1)
+
+
+def run_script(
+    name: str,
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    go: Callable[[argparse.Namespace], None],
+) -> NoReturn:
+    """`main` for a component started as its own process (`python run.py`, `mlflow run`)."""
+    exit_after(main, name, parse_args, go)
 
 
 def optional_column(value: str) -> str | None:

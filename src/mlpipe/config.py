@@ -62,6 +62,8 @@ def check_overrides(args: Sequence[str]) -> None:
             selections.append(f"{key}={first}")
         else:
             values.append(key)
+    if not values:
+        return  # group choices are checked against conf/ above; nothing to compose for
     config = load(selections)
     for key in values:
         if override_target_missing(config, key):

@@ -154,7 +154,7 @@ class Pipeline:
                 progress.update(
                     step.name, "reused", f"run {original.info.run_id} (same code, parameters, inputs)"
                 )
-                self.collect_outputs(step, self.client.get_run(run_id))
+                self.collect_outputs(step, original)  # the reuse record carries the same outputs
                 return run_id
         child = self.client.create_run(
             self.experiment_id,

@@ -13,9 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def project_env(**extra: str) -> dict[str, str]:
-    """The environment of a shell with this venv active, outside any MLflow run."""
+    """The environment of a shell with this venv active, outside any MLflow run, with W&B off
+    (its cost is measured on its own, by wandb_overhead.py) unless the command line turns it on."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_RUN")}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["MLPIPE_WANDB_MODE"] = "disabled"
     env.update(extra)
     return env
 

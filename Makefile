@@ -40,6 +40,7 @@ format: install ## Apply ruff's fixes and formatting
 
 bench: install ## Measure the pipeline against a plain script (benchmarks/)
 	$(BIN)/python benchmarks/pipeline_vs_script.py
+	$(BIN)/python benchmarks/rerun_phases.py
 
 ui: install ## Open the MLflow UI on the project's store (http://127.0.0.1:5000)
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db

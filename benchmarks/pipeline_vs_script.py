@@ -11,7 +11,7 @@ Both executors are measured: each step a nested `mlflow run` (the default) and i
 `python main.py` (the same entry point without MLflow's CLI in front). Two floors show what no
 pipeline can go below: `mlflow run` of a project whose entry point does nothing, and a Python
 process that imports MLflow and opens the SQLite store.
-Usage: python benchmarks/pipeline_vs_script.py [--repeats 3] [--skip-sweep]
+Usage: python benchmarks/pipeline_vs_script.py [--repeats 3] [--sweep-repeats 1] [--skip-sweep]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--sweep-repeats", type=int, default=1, help="each sweep takes minutes")
     args = parser.parse_args()
     store = Path(tempfile.mkdtemp(prefix="mlpipe-bench-"))
     env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{store / 'mlflow.db'}")
@@ -83,9 +84,9 @@ def main() -> None:
         project = [f"main.project_name=bench-{uuid.uuid4().hex[:8]}", "main.executor=inprocess"]
         measure("cold python main.py (inprocess)", [str(BIN / "python"), "main.py", *project])
         measure("unchanged rerun, python main.py (inprocess)", [str(BIN / "python"), "main.py", *project])
-    if not args.skip_sweep:
+    for _ in range(0 if args.skip_sweep else args.sweep_repeats):
         for executor in ("mlflow_run", "inprocess"):
-            for cache in ("true", "false"):
+            for cache in ("true", "false"):  # interleaved, so drifting load hits both alike
                 project = f"main.project_name=bench-{uuid.uuid4().hex[:8]} main.executor={executor}"
                 measure(
                     f"6-job sweep, cache={cache} ({executor})",

@@ -1,9 +1,9 @@
 """Ending a command-line process without tearing the interpreter down.
 
 Once MLflow's SQLite store, pandas and scikit-learn are imported, Python's own shutdown (freeing
-some 2,400 modules and their objects) takes about 1 s, as long as a rerun's useful work
-(`benchmarks/pipeline_vs_script.py` shows it). The process ends anyway, so an entry point does
-what a normal exit does that matters, in the same order, and then leaves at once.
+some 2,400 modules and their objects) takes about 1 s: a process that only imports MLflow's SQLite
+store spends 0.8 s of its 3.3 s after its last exit handler. The process ends anyway, so an entry
+point does what a normal exit does that matters, in the same order, and then leaves at once.
 """
 
 from __future__ import annotations

@@ -55,7 +55,9 @@ def git_state() -> dict[str, str]:
         return {"mlpipe.git_dirty": "unknown (no git commit)"}
 
 
-def package_versions() -> str:
+def installed_packages() -> str:
+    """Every distribution in this environment as name==version, one per line (the parent run's
+    record; the cache key uses only the pinned ones, see cache.package_versions)."""
     names = {f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()}
     return "\n".join(sorted(names, key=str.lower)) + "\n"
 
@@ -287,7 +289,7 @@ class Pipeline:
             self.client.log_text(
                 parent_id, tracking.scrub(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml"
             )
-            self.client.log_text(parent_id, package_versions(), "environment/packages.txt")
+            self.client.log_text(parent_id, installed_packages(), "environment/packages.txt")
             try:
                 self.schedule(steps, depends, parent_id, children)
             except StepFailed as e:

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from bench_utils import print_table
+from bench_utils import ROOT, print_table
 
-from mlpipe import images, torch_model
-from mlpipe.paths import CONF_DIR
+from mlpipe.data.kinds.images import files as images
+from mlpipe.models import torch_network as torch_model
 
 
 def timed(calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> dict[str, float]:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2, help="epochs timed per training batch size")
     args = parser.parse_args(argv)
     device = torch_model.pick_device(args.device)
-    config = yaml.safe_load((CONF_DIR / "model" / "cnn.yaml").read_text())
+    config = yaml.safe_load((ROOT / "conf" / "model" / "cnn.yaml").read_text())
     input_size = tuple(config["input_size"])
     with tempfile.TemporaryDirectory() as tmp:
         digits = images.read_image_folder(images.write_digits_folder(Path(tmp) / "digits"), "bench")

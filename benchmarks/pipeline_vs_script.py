@@ -56,7 +56,7 @@ def main() -> None:
     env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{store / 'mlflow.db'}")
     # Create the store once, as a user's project has it after the first run ever.
     subprocess.run(
-        [str(BIN / "python"), "-c", "from mlpipe import tracking; tracking.ensure_experiment('warmup')"],
+        [str(BIN / "python"), "-c", "from mlpipe.tracking import store; store.ensure_experiment('warmup')"],
         cwd=ROOT,
         env=env,
         check=True,

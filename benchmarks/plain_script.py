@@ -14,20 +14,21 @@ import mlflow.pyfunc
 import pandas as pd
 from omegaconf import OmegaConf
 
-from mlpipe.cleaning import clean
-from mlpipe.config import load
-from mlpipe.evaluation import regression_metrics
-from mlpipe.modeling import build_model, export_sklearn
-from mlpipe.paths import resolve_path
-from mlpipe.schema import DatasetSpec, model_frame
-from mlpipe.splitting import split
+from mlpipe.data.kinds.table.cleaning import clean
+from mlpipe.data.kinds.table.columns import model_frame
+from mlpipe.data.spec import DatasetSpec
+from mlpipe.data.splitting import split
+from mlpipe.models.evaluation import regression_metrics
+from mlpipe.models.sklearn_model import build_model, export_sklearn
+from mlpipe.pipeline.config import load
+from mlpipe.project import resolve_path
 
 
 def main(overrides: list[str]) -> float:
     cfg = load(overrides)
     spec = DatasetSpec.from_dict(OmegaConf.to_container(cfg.dataset, resolve=True))
     raw = pd.read_csv(resolve_path(cfg.dataset.source))
-    data, _ = clean(raw, spec, "plain")
+    data = clean(raw, spec, "plain").data
     stratify = cfg.data_split.stratify_by
     trainval, test = split(data, cfg.data_split.test_size, cfg.data_split.random_seed, stratify, "plain")
     train, _ = split(trainval, cfg.train.val_size, cfg.train.random_seed, cfg.train.stratify_by, "plain")

@@ -39,7 +39,7 @@ def child(marks_file: str, started: float, argv: list[str]) -> None:
     def mark(name: str) -> None:
         marks[name] = time.time()
 
-    from mlpipe import orchestrator
+    from mlpipe.pipeline import orchestrator
 
     mark("imported")
     for method, name in (("__init__", "Pipeline"), ("run", "run"), ("schedule", "schedule")):

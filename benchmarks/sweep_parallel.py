@@ -17,18 +17,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_utils import project_env, timed
+from bench_utils import ROOT, project_env, timed
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from mlpipe.artifacts import ArtifactStore
-from mlpipe.config import load
-from mlpipe.modeling import build_model, load_model_config
-from mlpipe.paths import PROJECT_ROOT
-from mlpipe.schema import DatasetSpec, model_frame
-from mlpipe.splitting import split
-from mlpipe.sweep import TAG_SWEEP_ID, sweep_id
-from mlpipe.tables import read_table
+from mlpipe.data.kinds.table.columns import model_frame
+from mlpipe.data.spec import DatasetSpec
+from mlpipe.data.splitting import split
+from mlpipe.data.tables import read_table
+from mlpipe.models.sklearn_model import build_model, load_model_config
+from mlpipe.pipeline.config import load
+from mlpipe.pipeline.sweep import TAG_SWEEP_ID, sweep_id
+from mlpipe.tracking.artifacts import ArtifactStore
 
 GRID = ["model.preprocessing.tfidf_max_features=10,30", "model.estimator.max_features=0.33,0.5"]
 
@@ -36,7 +36,7 @@ GRID = ["model.preprocessing.tfidf_max_features=10,30", "model.estimator.max_fea
 def main_py(args: list[str], uri: str, root: Path) -> float:
     """Run `python main.py ...`; return its wall time."""
     # Hydra's flags (-m) go after every override.
-    command = [sys.executable, str(PROJECT_ROOT / "main.py"), f"hydra.run.dir={root}/outputs", *args]
+    command = [sys.executable, str(ROOT / "main.py"), f"hydra.run.dir={root}/outputs", *args]
     return timed(command, project_env(MLFLOW_TRACKING_URI=uri))
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,13 +16,18 @@ import mlflow
 import pandas as pd
 import pytest
 
-from mlpipe import tracking
-from mlpipe.artifacts import ArtifactStore
-from mlpipe.paths import COMPONENTS_DIR, PROJECT_ROOT
-from mlpipe.schema import DatasetSpec
+from mlpipe import project
+from mlpipe.data.spec import DatasetSpec
+from mlpipe.pipeline import components
+from mlpipe.tracking import store as tracking_store
+from mlpipe.tracking.artifacts import ArtifactStore
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+COMPONENTS_DIR = PROJECT_ROOT / "components"
+CONF_DIR = PROJECT_ROOT / "conf"
+os.environ[project.ENV_ROOT] = str(PROJECT_ROOT)  # the project under test, for every process
 NYC_CSV = PROJECT_ROOT / "data" / "nyc_airbnb" / "sample1.csv"
-DATASETS = PROJECT_ROOT / "conf" / "dataset"
+DATASETS = CONF_DIR / "dataset"
 RUN_VARS = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
 
@@ -77,7 +81,7 @@ def fresh_tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def experiment_id(tracking_uri: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    experiment = tracking.ensure_experiment(f"{request.node.name}-{uuid.uuid4().hex[:8]}")
+    experiment = tracking_store.ensure_experiment(f"{request.node.name}-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment)
     return experiment
 
@@ -109,20 +113,24 @@ def nyc_small(nyc_raw: pd.DataFrame) -> pd.DataFrame:
 
 def load_component(name: str) -> ModuleType:
     """A component's run.py as a module (components are folders, not packages)."""
-    spec = importlib.util.spec_from_file_location(f"component_{name}", COMPONENTS_DIR / name / "run.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return components.load(COMPONENTS_DIR / name).module
+
+
+def run_component_params(name: str, argv: list[str]):
+    """A component's params as its command line gives them (the rest from config.yaml)."""
+    from mlpipe.pipeline.step import parse_args
+
+    module = load_component(name)
+    return parse_args(module.CONTRACT, argv, COMPONENTS_DIR / name)
 
 
 def run_component(name: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     """Run a component's __main__ in this process; return (exit code, stderr)."""
     module = load_component(name)
     try:
-        from mlpipe.component import main
+        from mlpipe.pipeline.step import main
 
-        main(module.STEP, module.parse_args, module.go, argv)
+        main(module.CONTRACT, module.run, argv, COMPONENTS_DIR / name)
         code = 0
     except SystemExit as e:
         code = int(e.code or 0)

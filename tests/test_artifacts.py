@@ -8,8 +8,8 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlpipe.artifacts import ArtifactStore, parse_reference
 from mlpipe.errors import StepError
+from mlpipe.tracking.artifacts import ArtifactStore, parse_reference
 
 
 def produce(store: ArtifactStore, path: Path, name: str = "thing", fail: bool = False) -> str:

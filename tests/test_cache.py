@@ -7,8 +7,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from mlpipe import cache
-from mlpipe.paths import COMPONENTS_DIR
+from mlpipe.pipeline import cache
+from tests.conftest import COMPONENTS_DIR
 
 BASE = {"step": "data_split", "component": "data_split", "parameters": {"test_size": 0.2}}
 

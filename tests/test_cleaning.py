@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe.cleaning import clean, describe_report
+from mlpipe.data.kinds.table.cleaning import clean
+from mlpipe.data.kinds.table.columns import model_frame
+from mlpipe.data.spec import DatasetSpec
 from mlpipe.errors import StepError
-from mlpipe.schema import DatasetSpec, model_frame, signature
+from mlpipe.models.sklearn_model import signature
 
 
 def test_bounds_dates_duplicates_and_the_report(nyc_small: pd.DataFrame, nyc_spec: DatasetSpec):
@@ -17,22 +19,24 @@ def test_bounds_dates_duplicates_and_the_report(nyc_small: pd.DataFrame, nyc_spe
     raw.loc[1, "longitude"] = -80.0  # outside New York
     raw.loc[2, "price"] = np.nan  # no target
     raw.loc[4, "reviews_per_month"] = np.nan  # a missing feature is kept (imputed later)
-    df, report = clean(raw, nyc_spec, "basic_cleaning: raw")
-    assert report["dropped"]["price missing"] == 1
-    assert report["dropped"]["price outside [10, 350]"] == 1 + int((nyc_small.price > 350).sum())
-    assert report["dropped"]["longitude outside [-74.25, -73.5]"] == 1
-    assert report["dropped"]["exact duplicate"] == 0  # the duplicated rows 0-2 were dropped already
-    assert report["rows_in"] == len(raw) and report["rows_out"] == len(df)
+    report = clean(raw, nyc_spec, "basic_cleaning: raw")
+    df = report.data
+    assert report.dropped["price missing"] == 1
+    assert report.dropped["price outside [10, 350]"] == 1 + int((nyc_small.price > 350).sum())
+    assert report.dropped["longitude outside [-74.25, -73.5]"] == 1
+    assert report.dropped["exact duplicate"] == 0  # the duplicated rows 0-2 were dropped already
+    assert report.rows_in == len(raw) and report.rows_out == len(df)
     assert df.price.between(10, 350).all()
     assert pd.api.types.is_datetime64_any_dtype(df.last_review)
     assert df.id.tolist().count(nyc_small.id[4]) == 1  # kept despite its missing feature
-    assert "rows in" in describe_report(report)
+    assert "rows in" in report.describe()
 
 
 def test_exact_duplicates_are_dropped(nyc_small: pd.DataFrame, nyc_spec: DatasetSpec):
     raw = pd.concat([nyc_small, nyc_small.iloc[[10, 11]]], ignore_index=True)
-    df, report = clean(raw, nyc_spec, "w")
-    assert report["dropped"]["exact duplicate"] == 2
+    report = clean(raw, nyc_spec, "w")
+    df = report.data
+    assert report.dropped["exact duplicate"] == 2
     assert not df.duplicated().any()
 
 
@@ -55,18 +59,18 @@ def test_bad_input_is_one_clear_line(nyc_small: pd.DataFrame, nyc_spec: DatasetS
 
 
 def test_numbers_written_as_text_are_accepted(nyc_small: pd.DataFrame, nyc_spec: DatasetSpec):
-    df, _ = clean(nyc_small.assign(price=nyc_small.price.astype(str)), nyc_spec, "w")
+    df = clean(nyc_small.assign(price=nyc_small.price.astype(str)), nyc_spec, "w").data
     assert pd.api.types.is_numeric_dtype(df.price)
 
 
 def test_model_frame_and_signature_follow_the_schema(nyc_small: pd.DataFrame, nyc_spec: DatasetSpec):
-    df, _ = clean(nyc_small, nyc_spec, "w")
+    df = clean(nyc_small, nyc_spec, "w").data
     frame = model_frame(df, nyc_spec)
     assert list(frame.columns) == nyc_spec.features
     assert "price" not in frame and "id" not in frame and "host_name" not in frame
     assert all(frame[c].dtype == "float64" for c in nyc_spec.roles["numeric"])
     assert frame.last_review.dropna().str.match(r"^\d{4}-\d{2}-\d{2}$").all()
-    inputs = signature(nyc_spec, "double").inputs
+    inputs = signature(nyc_spec, "double", predict_methods=False).inputs
     assert {c.name: c.type.name for c in inputs.inputs}["minimum_nights"] == "double"
     assert inputs.input_names() == nyc_spec.features
 

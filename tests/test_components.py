@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlpipe.artifacts import ArtifactStore
-from mlpipe.tracking import TAG_ERROR, TAG_STEP
+from mlpipe.tracking.artifacts import ArtifactStore
+from mlpipe.tracking.runs import TAG_ERROR, TAG_STEP
 from tests.conftest import DATASETS, NYC_CSV, run_component
 
 NYC = str(DATASETS / "nyc_airbnb.yaml")

@@ -6,9 +6,9 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from mlpipe.config import check_overrides, groups, load
+from mlpipe.data.spec import DatasetSpec
 from mlpipe.errors import StepError
-from mlpipe.schema import DatasetSpec
+from mlpipe.pipeline.config import check_overrides, groups, load
 
 
 @pytest.mark.parametrize("dataset", groups()["dataset"])
@@ -32,7 +32,7 @@ def test_defaults():
     cfg = load()
     assert cfg.dataset.name == "nyc_airbnb" and cfg.model.name == "random_forest"
     assert cfg.main.steps == "all" and cfg.main.env_manager == "local"
-    assert cfg.test_model.model_artifact == "auto"  # this run's model, else prod, else latest
+    assert cfg.test_model.model_artifact == "model_export:auto"  # this run's model, else prod, else latest
 
 
 def test_good_overrides_pass():

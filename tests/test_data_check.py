@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlpipe.artifacts import ArtifactStore
-from mlpipe.cleaning import clean
-from mlpipe.drift import kl_divergence, ks_pvalue
-from mlpipe.schema import DatasetSpec
-from mlpipe.tables import write_table
+from mlpipe.data.drift import kl_divergence, ks_pvalue
+from mlpipe.data.kinds.table.cleaning import clean
+from mlpipe.data.spec import DatasetSpec
+from mlpipe.data.tables import write_table
+from mlpipe.tracking.artifacts import ArtifactStore
 from tests.conftest import DATASETS
 from tests.test_components import assert_failed_cleanly, last_run, run_component
 
@@ -34,7 +34,7 @@ def check(capsys, *extra: str) -> tuple[int, str]:
 
 @pytest.fixture
 def nyc_clean(nyc_raw: pd.DataFrame, nyc_spec: DatasetSpec) -> pd.DataFrame:
-    return clean(nyc_raw, nyc_spec, "test")[0]
+    return clean(nyc_raw, nyc_spec, "test").data
 
 
 def test_first_run_sets_the_reference_then_drift_is_measured(store, capsys, tmp_path, nyc_clean, caplog):

@@ -13,7 +13,7 @@ SCRIPT = """
 import atexit, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from mlpipe.fast_exit import exit_after
+from mlpipe.pipeline.fast_exit import exit_after
 
 out = Path(sys.argv[1])
 

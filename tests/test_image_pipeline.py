@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlpipe.artifacts import ArtifactStore
-from mlpipe.images import read_arrays
-from mlpipe.torch_export import load_pyfunc
+from mlpipe.data.kinds.images.files import read_arrays
+from mlpipe.models.torch_export import load_pyfunc
+from mlpipe.tracking.artifacts import ArtifactStore
 from tests.conftest import mlflow_run
 from tests.test_serving import served
 

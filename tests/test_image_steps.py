@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlpipe.artifacts import ArtifactStore
-from mlpipe.paths import COMPONENTS_DIR, CONF_DIR
-from tests.conftest import run_component, subprocess_env
+from mlpipe.tracking.artifacts import ArtifactStore
+from tests.conftest import COMPONENTS_DIR, CONF_DIR, run_component, subprocess_env
 from tests.test_images import make_folder
 
 
@@ -37,7 +36,7 @@ def dataset_config(tmp_path: Path, **checks: object) -> Path:
 
 
 def fetch_and_clean(folder: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = run_component("get_data", ["--source", str(folder), "--kind", "images"], capsys)
+    code, err = run_component("get_data", ["--source", str(folder), "--dataset_config", str(config)], capsys)
     assert code == 0, err
     code, err = run_component("basic_cleaning", ["--dataset_config", str(config)], capsys)
     assert code == 0, err
@@ -57,7 +56,7 @@ def test_image_checks_pass_then_flag_class_drift(
     assert code == 1, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: data_check: 1 data test(s) failed on clean_data:v1")
-    assert "test_class_drift: AssertionError: class distribution KL divergence" in last
+    assert "test_category_drift: AssertionError: KL divergence from the reference at or above 0.1" in last
     assert store.find("clean_data:reference").version == 0  # the reference did not move
 
 
@@ -76,8 +75,10 @@ def test_image_checks_name_what_is_wrong(
 def test_split_refuses_a_class_too_small(
     tmp_path: Path, store: ArtifactStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fetch_and_clean(make_folder(tmp_path / "f", {"a": 6, "rare": 1}), dataset_config(tmp_path), capsys)
-    code, err = run_component("data_split", ["--kind", "images", "--stratify_by", "label"], capsys)
+    config = dataset_config(tmp_path)
+    fetch_and_clean(make_folder(tmp_path / "f", {"a": 6, "rare": 1}), config, capsys)
+    argv = ["--dataset_config", str(config), "--stratify_by", "label"]
+    code, err = run_component("data_split", argv, capsys)
     assert code == 1
     assert err.strip().splitlines()[-1] == (
         "error: data_split: clean_data:v0 (images.npz): class 'rare' (folder 'rare/') has 1 image(s); "

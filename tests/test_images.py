@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlpipe import images
-from mlpipe.artifacts import ArtifactStore, digest_path
+from mlpipe.data.kinds.images import files as images
 from mlpipe.errors import StepError
-from tests.conftest import run_component
+from mlpipe.tracking.artifacts import ArtifactStore, digest_path
+from tests.conftest import DATASETS, run_component
+
+DIGITS = str(DATASETS / "digits.yaml")
 
 WHERE = "download: source 'test'"
 
@@ -151,13 +153,13 @@ def test_download_step_fails_in_one_line_and_logs_no_version(
 ) -> None:
     folder = make_folder(tmp_path / "f", {"a": 2, "b": 2})
     (folder / "a" / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
-    code, err = run_component("get_data", ["--source", str(folder), "--kind", "images"], capsys)
+    code, err = run_component("get_data", ["--source", str(folder), "--dataset_config", DIGITS], capsys)
     assert code == 1
     lines = err.strip().splitlines()
     assert lines[-1].startswith("error: download: source") and "a/bad.jpg' could not be read" in lines[-1]
     assert store.versions("raw_data") == []
     (folder / "a" / "bad.jpg").unlink()
-    code, err = run_component("get_data", ["--source", str(folder), "--kind", "images"], capsys)
+    code, err = run_component("get_data", ["--source", str(folder), "--dataset_config", DIGITS], capsys)
     assert code == 0, err
     [version] = store.versions("raw_data")
     assert version.file == images.RAW_FILE and version.metadata["classes"] == {"a": 2, "b": 2}

@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from mlpipe.cleaning import clean
-from mlpipe.config import load
+from mlpipe.data.kinds.table.cleaning import clean
+from mlpipe.data.kinds.table.columns import model_frame
+from mlpipe.data.spec import DatasetSpec
 from mlpipe.errors import StepError
-from mlpipe.modeling import build_model, export_sklearn, load_model_config
-from mlpipe.schema import DatasetSpec, model_frame
+from mlpipe.models.sklearn_model import build_model, export_sklearn, load_model_config
+from mlpipe.pipeline.config import load
 
 RELOAD = """
 import json, sys
@@ -34,7 +35,7 @@ def small_config(dataset: str = "nyc_airbnb") -> dict:
 
 @pytest.fixture
 def nyc_clean(nyc_raw: pd.DataFrame, nyc_spec: DatasetSpec) -> pd.DataFrame:
-    return clean(nyc_raw.head(2000), nyc_spec, "test")[0]
+    return clean(nyc_raw.head(2000), nyc_spec, "test").data
 
 
 def test_preprocessing_has_a_branch_per_role(nyc_spec: DatasetSpec, nyc_clean: pd.DataFrame):
@@ -71,7 +72,7 @@ def test_export_reloads_in_a_fresh_process(nyc_spec: DatasetSpec, nyc_clean: pd.
     path = export_sklearn(model, nyc_spec, nyc_clean.head(5), nyc_clean.price, tmp_path / "model")
     mlmodel = (path / "MLmodel").read_text()
     assert "serialization_format: cloudpickle" in mlmodel and "signature" in mlmodel
-    assert (path / "code" / "mlpipe" / "features.py").is_file()  # loads without the project
+    assert (path / "code" / "mlpipe" / "models" / "features.py").is_file()  # loads without the project
     rows = model_frame(nyc_clean.tail(20), nyc_spec)
     request = tmp_path / "rows.parquet"
     rows.to_parquet(request)
@@ -88,7 +89,7 @@ def test_export_reloads_in_a_fresh_process(nyc_spec: DatasetSpec, nyc_clean: pd.
 def test_classifier_for_a_classification_dataset(penguins_spec: DatasetSpec):
     from palmerpenguins import load_penguins
 
-    data = clean(load_penguins(), penguins_spec, "test")[0]
+    data = clean(load_penguins(), penguins_spec, "test").data
     model = build_model(penguins_spec, small_config("penguins"))
     assert type(model.named_steps["estimator"]).__name__ == "RandomForestClassifier"
     model.fit(model_frame(data, penguins_spec), data.species)
@@ -106,7 +107,7 @@ def test_model_config_errors(nyc_spec: DatasetSpec, tmp_path: Path):
 
 
 def test_model_config_file_resolves_against_the_dataset(nyc_spec: DatasetSpec, penguins_spec: DatasetSpec):
-    from mlpipe.paths import CONF_DIR
+    from tests.conftest import CONF_DIR
 
     path = CONF_DIR / "model" / "random_forest.yaml"
     assert load_model_config(path, nyc_spec)["estimator"]["_target_"].endswith("RandomForestRegressor")

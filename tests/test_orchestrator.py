@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlpipe import cache
-from mlpipe.config import load
 from mlpipe.errors import StepError
-from mlpipe.orchestrator import Pipeline
-from mlpipe.tracking import TAG_ERROR, TAG_PARENT, TAG_STEP
+from mlpipe.pipeline import cache
+from mlpipe.pipeline.config import load
+from mlpipe.pipeline.orchestrator import Pipeline
+from mlpipe.tracking.runs import TAG_ERROR, TAG_PARENT, TAG_STEP
 
 FAST = [
     "dataset=penguins",

@@ -7,7 +7,7 @@ import tomllib
 
 import yaml
 
-from mlpipe.paths import COMPONENTS_DIR, PROJECT_ROOT
+from tests.conftest import COMPONENTS_DIR, PROJECT_ROOT
 
 
 def pyproject_pins() -> dict[str, str]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlpipe.artifacts import ArtifactStore
-from mlpipe.tracking import TAG_ERROR, TAG_PARENT, TAG_STEP
+from mlpipe.tracking.artifacts import ArtifactStore
+from mlpipe.tracking.runs import TAG_ERROR, TAG_PARENT, TAG_STEP
 from tests.conftest import mlflow_run
 
 pytestmark = pytest.mark.slow

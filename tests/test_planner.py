@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mlpipe.config import load
 from mlpipe.errors import StepError
-from mlpipe.planner import StepSpec, plan, select
-from mlpipe.wiring import pipeline_steps
+from mlpipe.pipeline.config import load
+from mlpipe.pipeline.definition import pipeline_steps
+from mlpipe.pipeline.planner import StepSpec, plan, select
 
 
 def names(stages: list[list[StepSpec]]) -> list[list[str]]:

@@ -13,11 +13,17 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from mlpipe import promotion
-from mlpipe.artifacts import OUT, ArtifactStore
 from mlpipe.errors import StepError
-from mlpipe.paths import COMPONENTS_DIR
-from tests.conftest import TrainedStore, load_component, run_main, subprocess_env
+from mlpipe.tracking import promotion
+from mlpipe.tracking.artifacts import OUT, ArtifactStore
+from tests.conftest import (
+    COMPONENTS_DIR,
+    TrainedStore,
+    load_component,
+    run_component_params,
+    run_main,
+    subprocess_env,
+)
 from tests.wandb_records import isolate_wandb, offline_runs
 
 DATASET = "conf/dataset/nyc_airbnb.yaml"
@@ -72,7 +78,7 @@ class Registry:
     def promote(self, label: str, *extra: str) -> MlflowClient:
         module = load_component("promote")
         argv = ["--model_name", self.name, "--candidates", f"runs:{self.trained.runs[label]}"]
-        module.go(module.parse_args([*argv, "--dataset_config", DATASET, *extra]))
+        module.run(run_component_params("promote", [*argv, "--dataset_config", DATASET, *extra]))
         while mlflow.active_run():
             mlflow.end_run()
         return self.last_decision()
@@ -107,8 +113,7 @@ def test_promote_gate_force_rollback(trained_store: TrainedStore, monkeypatch: p
 
     assert registry.promote("poor")["decision"] == "promoted"  # nothing held prod
     assert registry.prod()[1] == poor
-    assert promotion.auto_model_reference(registry.store, trains_now=False) == "model_export:prod"
-    assert promotion.auto_model_reference(registry.store, trains_now=True) == "model_export:latest"
+    assert registry.store.resolve("model_export:auto").digest == poor  # auto: prod once there is one
 
     decision = registry.promote("good")
     assert decision["decision"] == "promoted"

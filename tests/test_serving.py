@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe.artifacts import ArtifactStore
-from mlpipe.schema import DatasetSpec, model_frame
-from mlpipe.tables import read_table
-from tests.conftest import DATASETS, TrainedStore, load_component, subprocess_env
+from mlpipe.data.kinds.table.columns import model_frame
+from mlpipe.data.spec import DatasetSpec
+from mlpipe.data.tables import read_table
+from mlpipe.tracking.artifacts import ArtifactStore
+from tests.conftest import DATASETS, TrainedStore, load_component, run_component_params, subprocess_env
 
 NAME = "serve_model"
 
@@ -54,8 +55,9 @@ def prod_model(trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp
     experiment_id = client.get_experiment_by_name(trained_store.experiment).experiment_id
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
     module = load_component("promote")
-    module.go(
-        module.parse_args(
+    module.run(
+        run_component_params(
+            "promote",
             [
                 "--model_name",
                 NAME,
@@ -63,7 +65,7 @@ def prod_model(trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp
                 f"runs:{trained_store.runs['good']}",
                 "--dataset_config",
                 str(DATASETS / "nyc_airbnb.yaml"),
-            ]
+            ],
         )
     )
     while mlflow.active_run():

@@ -10,9 +10,9 @@ import mlflow
 import pytest
 from omegaconf import OmegaConf
 
-from mlpipe import sweep
 from mlpipe.errors import StepError
-from mlpipe.sweep import JobRecord
+from mlpipe.pipeline import sweep
+from mlpipe.pipeline.sweep import JobRecord
 from tests.conftest import TrainedStore, mlflow_run, run_main
 
 

@@ -15,10 +15,11 @@ import torch
 import yaml
 from torch import nn
 
-from mlpipe import images, torch_model
+from mlpipe.data.kinds.images import files as images
 from mlpipe.errors import StepError
-from mlpipe.paths import CONF_DIR
-from mlpipe.torch_export import FRESH_PROCESS_SCRIPT, export_model, load_pyfunc, score_in_fresh_process
+from mlpipe.models import torch_network as torch_model
+from mlpipe.models.torch_export import FRESH_PROCESS_SCRIPT, export_model, load_pyfunc, score_in_fresh_process
+from tests.conftest import CONF_DIR
 
 CNN = yaml.safe_load((CONF_DIR / "model" / "cnn.yaml").read_text())
 

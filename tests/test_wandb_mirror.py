@@ -16,10 +16,17 @@ import pytest
 import wandb
 from mlflow.tracking import MlflowClient
 
-from mlpipe import tracking, wandb_mirror
-from mlpipe.artifacts import ArtifactVersion
 from mlpipe.errors import StepError
-from mlpipe.wandb_mirror import AliasPlan, Mirror, alias_plan, matching_version, mirror_promotion, use_plan
+from mlpipe.tracking import secrets, wandb_mirror
+from mlpipe.tracking.artifacts import ArtifactVersion
+from mlpipe.tracking.wandb_mirror import (
+    AliasPlan,
+    Mirror,
+    alias_plan,
+    matching_version,
+    mirror_promotion,
+    use_plan,
+)
 from tests.wandb_records import files_containing, isolate_wandb, offline_runs
 
 ONLINE_KEY = os.environ.get("WANDB_API_KEY")  # read before any fixture hides it
@@ -103,13 +110,13 @@ def test_secret_keys_and_values_are_never_loggable(monkeypatch: pytest.MonkeyPat
         "api_key": "x",
         "size": 0.2,
     }
-    assert tracking.loggable(config) == {
+    assert secrets.loggable(config) == {
         "source": "https://host/data.csv?t=***",
         "db.port": 5432,
         "db.hosts": ["a", "***"],
         "size": 0.2,
     }
-    assert tracking.scrub_tree({"aws_secret": "s", "nested": {"url": "tok-0123456789"}}) == {
+    assert secrets.scrub_tree({"aws_secret": "s", "nested": {"url": "tok-0123456789"}}) == {
         "nested": {"url": "***"}
     }
 
@@ -117,7 +124,7 @@ def test_secret_keys_and_values_are_never_loggable(monkeypatch: pytest.MonkeyPat
 def test_log_lines_are_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DB_PASSWORD", "hunter22")
     record = logging.LogRecord("step", logging.INFO, __file__, 1, "connecting with %s", ("hunter22",), None)
-    assert tracking.ScrubFilter().filter(record)
+    assert secrets.ScrubFilter().filter(record)
     assert record.getMessage() == "connecting with ***"
 
 
@@ -243,7 +250,7 @@ def test_a_failed_step_ends_its_wandb_run_as_failed(
 
     monkeypatch.setenv("MLPIPE_WANDB_MODE", "offline")
     code, err = run_component("get_data", ["--source", "data/nowhere.csv"], capsys)
-    assert code == 1 and "source 'data/nowhere.csv' not found" in err
+    assert code == 1 and "data/nowhere.csv' not found" in err
     (offline,) = offline_runs(wandb_runs)
     assert offline.job_type == "download" and offline.exit_code == 1 and offline.artifacts == []
     assert "not found" in offline.summary["error"]

@@ -1,78 +1,52 @@
-"""basic_cleaning: drop rows outside the configured bounds, parse dates, drop duplicates.
-
-Images: decode the fetched folder into arrays (resized when dataset.image.size says so) and
-drop identical images."""
+"""basic_cleaning: validate the raw data and drop what the dataset config says is not usable."""
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
-from mlpipe import images
-from mlpipe.cleaning import clean, describe_report
-from mlpipe.component import Step, run_script, step_run
-from mlpipe.paths import resolve_path
-from mlpipe.schema import DatasetSpec
-
-STEP = "basic_cleaning"
+from mlpipe.pipeline.contract import ProjectPath, StepContract, dataset_config, reads, writes
+from mlpipe.pipeline.step import run_script, step_run
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--input_artifact", default="raw_data:latest")
-    parser.add_argument("--output_artifact", default="clean_data")
-    parser.add_argument("--dataset_config", default="conf/dataset/nyc_airbnb.yaml")
-    return parser.parse_args(argv)
+@dataclass(frozen=True)
+class Params:
+    input_artifact: str = reads("raw_data")
+    output_artifact: str = writes("clean_data")
+    dataset_config: ProjectPath = dataset_config()
 
 
-def go(args: argparse.Namespace) -> None:
-    with step_run(STEP, vars(args)) as step:
-        spec = DatasetSpec.from_file(resolve_path(args.dataset_config))
-        if images.is_image_dataset(spec.raw):
-            clean_images(step, spec, args)
-            return
-        version, raw = step.read_table(args.input_artifact)
-        df, report = clean(raw, spec, step.where(f"{version.ref} ({version.file})"))
-        step.log.info(describe_report(report))
-        step.log_metrics({"rows_in": report["rows_in"], "rows_out": report["rows_out"]})
-        step.log_metrics({f"dropped.{rule}": n for rule, n in report["dropped"].items()})
-        step.log_json(report, "cleaning_report.json")
-        step.log_table(
-            df,
-            args.output_artifact,
-            "clean_data.parquet",
+CONTRACT = StepContract(
+    "basic_cleaning",
+    Params,
+    summary="checks the required columns and numeric types, drops rows outside the configured bounds "
+    "(and rows without a target), parses dates, drops exact duplicates (images: decodes them, resized "
+    "when `image.size` says so, and drops identical ones); logs rows in and out and what each rule dropped",
+)
+
+
+def run(params: Params) -> None:
+    from mlpipe.data.spec import DatasetSpec
+
+    with step_run(CONTRACT, params) as step:
+        spec = DatasetSpec.from_file(params.dataset_config)
+        version, path = step.use(params.input_artifact)
+        cleaned = spec.kind.clean(path, spec, step.workdir, step.context(f"{version.ref} ({path.name})"))
+        step.log.info("%s: %s", version.ref, cleaned.describe())
+        step.log_metrics({"rows_in": cleaned.rows_in, "rows_out": cleaned.rows_out})
+        step.log_metrics({f"dropped.{rule}": n for rule, n in cleaned.dropped.items()})
+        step.log_json(
+            {"rows_in": cleaned.rows_in, "rows_out": cleaned.rows_out, "dropped": cleaned.dropped},
+            "cleaning_report.json",
+        )
+        step.log_data(
+            spec,
+            cleaned.data,
+            params.output_artifact,
             type="clean_data",
-            description=f"{spec.name} after basic cleaning ({describe_report(report)})",
-            metadata={"dropped": report["dropped"], "input": version.ref},
+            description=f"{spec.name} after basic cleaning ({cleaned.describe()})",
+            metadata={"dropped": cleaned.dropped, "input": version.ref},
         )
 
 
-def clean_images(step: Step, spec: DatasetSpec, args: argparse.Namespace) -> None:
-    version, path = step.use(args.input_artifact)
-    where = step.where(f"{version.ref} ({path.name})")
-    folder = images.unpack(path, step.workdir / "unpacked", where)
-    size = (spec.raw.get("image") or {}).get("size")
-    found = images.read_image_folder(folder, where, tuple(size) if size else None)
-    kept, duplicates = images.drop_duplicates(found) if spec.cleaning.get("drop_duplicates") else (found, 0)
-    report = {"rows_in": len(found), "rows_out": len(kept), "dropped": {"duplicate images": duplicates}}
-    step.log.info(
-        "%s: %d images -> %d (%d identical images dropped), shape %s",
-        version.ref,
-        len(found),
-        len(kept),
-        duplicates,
-        list(kept.shape),
-    )
-    step.log_metrics({"rows_in": len(found), "rows_out": len(kept), "dropped.duplicate images": duplicates})
-    step.log_json(report, "cleaning_report.json")
-    images.log_images(
-        step,
-        kept,
-        args.output_artifact,
-        type="clean_data",
-        description=f"{spec.name} images decoded, {duplicates} duplicates dropped",
-        metadata={"dropped": report["dropped"], "input": version.ref},
-    )
-
-
 if __name__ == "__main__":
-    run_script(STEP, parse_args, go)
+    run_script(CONTRACT, run)

@@ -5,22 +5,32 @@ On the first run, when no version holds the reference alias, the checked data be
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
+from mlpipe.data.drift import DriftThresholds
+from mlpipe.pipeline.contract import ProjectPath, StepContract, dataset_config, param, reads
+from mlpipe.pipeline.step import run_script, step_run
 
-from mlpipe.component import run_script, step_run
-from mlpipe.errors import StepError
-from mlpipe.images import is_image_dataset
-from mlpipe.paths import resolve_path
-from mlpipe.schema import DatasetSpec
 
-STEP = "data_check"
-TESTS_DIR = Path(__file__).resolve().parent
-TESTS = {"table": "test_data.py", "images": "test_images.py"}  # the tests of each dataset kind
+@dataclass(frozen=True)
+class Params(DriftThresholds):
+    input_artifact: str = reads("clean_data", "Reference of the data to check")
+    reference_alias: str = param("Alias of the version the data is compared with (set on the first run)")
+    dataset_config: ProjectPath = dataset_config()
+
+
+CONTRACT = StepContract(
+    "data_check",
+    Params,
+    summary="runs the data tests (pytest): those of the dataset's kind (columns and types, known "
+    "categories, value ranges; image classes, shape, pixels) and those of every kind: row count, and "
+    "drift against the version aliased `reference` (KL divergence of category distributions, KS test "
+    "on numbers). On the first run the checked data becomes the reference",
+)
 
 
 class FailureCollector:
@@ -39,51 +49,42 @@ class FailureCollector:
             self.failures.append(f"{report.nodeid.split('::')[-1]}: {reason}")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--input_artifact", default="clean_data:latest")
-    parser.add_argument("--reference_alias", default="reference")
-    parser.add_argument("--dataset_config", default="conf/dataset/nyc_airbnb.yaml")
-    parser.add_argument("--kl_threshold", type=float, default=0.2)
-    parser.add_argument("--ks_alpha", type=float, default=0.001)
-    parser.add_argument("--ks_sample_size", type=float, default=2000)
-    return parser.parse_args(argv)
+def run(params: Params) -> None:
+    import pytest
 
+    from mlpipe.data import check_fixtures, checks
+    from mlpipe.data.spec import DatasetSpec
+    from mlpipe.errors import StepError
 
-def go(args: argparse.Namespace) -> None:
-    with step_run(STEP, vars(args)) as step:
-        config = resolve_path(args.dataset_config)
-        kind = "images" if is_image_dataset(DatasetSpec.from_file(config).raw) else "table"
-        version, data_path = step.use(args.input_artifact)
-        reference = step.store.find(f"{version.name}:{args.reference_alias}")
+    with step_run(CONTRACT, params) as step:
+        spec = DatasetSpec.from_file(params.dataset_config)
+        version, data_path = step.use(params.input_artifact)
+        reference = step.store.find(f"{version.name}:{params.reference_alias}")
+        thresholds = {f.name: getattr(params, f.name) for f in dataclasses.fields(DriftThresholds)}
+        measured = step.workdir / "measurements.json"
         options = [
-            "--data",
-            str(data_path),
-            "--dataset-config",
-            str(config),
-            "--kl-threshold",
-            str(args.kl_threshold),
-            "--ks-alpha",
-            str(args.ks_alpha),
-            "--ks-sample-size",
-            str(int(args.ks_sample_size)),
-            "--measurements",
-            str(step.workdir / "measurements.json"),
+            f"--data={data_path}",
+            f"--dataset-config={params.dataset_config}",
+            f"--thresholds={json.dumps(thresholds)}",
+            f"--measurements={measured}",
         ]
         if reference is None:
             step.log.info(
                 "no '%s' version of %s yet: the drift tests are skipped and this data "
                 "becomes the reference if the other tests pass",
-                args.reference_alias,
+                params.reference_alias,
                 version.name,
             )
         else:
             _, ref_path = step.use(reference.ref)
-            options += ["--ref", str(ref_path)]
+            options.append(f"--ref={ref_path}")
         collector = FailureCollector()
+        tests = [Path(checks.__file__), spec.kind.checks]
+        ini = step.workdir / "pytest.ini"  # an empty config: not the project's own test settings
+        ini.write_text("[pytest]\n")
         code = pytest.main(
             [
-                str(TESTS_DIR / TESTS[kind]),
+                *map(str, tests),
                 "-q",
                 "-rN",
                 "--no-header",
@@ -94,29 +95,28 @@ def go(args: argparse.Namespace) -> None:
                 "no:cacheprovider",
                 "-p",
                 "no:unraisableexception",
-                f"--rootdir={TESTS_DIR}",
+                f"--config-file={ini}",
                 *options,
             ],
-            plugins=[collector],
+            plugins=[collector, check_fixtures],
         )
-        measured = step.workdir / "measurements.json"
         if measured.exists():
             step.log_metrics(json.loads(measured.read_text()))
         step.log_metrics({f"tests_{k}": v for k, v in collector.outcomes.items()})
         if collector.failures:
             raise StepError(
-                f"{STEP}: {len(collector.failures)} data test(s) failed on {version.ref}: "
+                f"{step.name}: {len(collector.failures)} data test(s) failed on {version.ref}: "
                 + "; ".join(collector.failures)
             )
         if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             raise StepError(
-                f"{STEP}: the data tests could not run on {version.ref} (pytest exit {int(code)})"
+                f"{step.name}: the data tests could not run on {version.ref} (pytest exit {int(code)})"
             )
         if reference is None:
-            step.set_alias(version, data_path, args.reference_alias)
-            step.log.info("%s is now '%s'", version.ref, args.reference_alias)
+            step.set_alias(version, data_path, params.reference_alias)
+            step.log.info("%s is now '%s'", version.ref, params.reference_alias)
         step.log.info("all data tests passed on %s", version.ref)
 
 
 if __name__ == "__main__":
-    run_script(STEP, parse_args, go)
+    run_script(CONTRACT, run)

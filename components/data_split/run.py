@@ -2,93 +2,57 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
-from mlpipe import images
-from mlpipe.component import Step, optional_column, run_script, step_run
-from mlpipe.splitting import split
-
-STEP = "data_split"
+from mlpipe.pipeline.contract import ProjectPath, StepContract, dataset_config, param, reads, writes
+from mlpipe.pipeline.step import run_script, step_run
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--input_artifact", default="clean_data:latest")
-    parser.add_argument("--trainval_artifact", default="trainval_data")
-    parser.add_argument("--test_artifact", default="test_data")
-    parser.add_argument("--test_size", type=float, default=0.2)
-    parser.add_argument("--random_seed", type=float, default=42)
-    parser.add_argument("--stratify_by", default="none", help="column name, or 'none'")
-    parser.add_argument("--kind", default="table", choices=["table", "images"], help="the dataset's kind")
-    return parser.parse_args(argv)
+@dataclass(frozen=True)
+class Params:
+    input_artifact: str = reads("clean_data", "Reference of the clean data to split")
+    trainval_artifact: str = writes("trainval_data")
+    test_artifact: str = writes("test_data")
+    test_size: float = param("Fraction of rows held out for the test step")
+    random_seed: int = param("Seed of the split")
+    stratify_by: str | None = param("Column to stratify by (null: none); images split by class when set")
+    dataset_config: ProjectPath = dataset_config()
 
 
-def go(args: argparse.Namespace) -> None:
-    stratify = optional_column(args.stratify_by)
-    with step_run(STEP, vars(args)) as step:
-        if args.kind == "images":
-            split_images(step, args, stratify is not None)
-            return
-        version, df = step.read_table(args.input_artifact)
-        trainval, test = split(
-            df, args.test_size, int(args.random_seed), stratify, step.where(f"{version.ref} ({version.file})")
+CONTRACT = StepContract(
+    "data_split",
+    Params,
+    summary="holds out a test set (`data_split.test_size`, `random_seed`, `stratify_by`)",
+)
+
+
+def run(params: Params) -> None:
+    from mlpipe.data.spec import DatasetSpec
+
+    with step_run(CONTRACT, params) as step:
+        spec = DatasetSpec.from_file(params.dataset_config)
+        version, data = step.read_data(params.input_artifact, spec)
+        where = step.context(f"{version.ref} ({version.file})")
+        trainval, test = spec.kind.split(
+            data, params.test_size, params.random_seed, params.stratify_by, where
         )
+        size = spec.kind.size
         step.log.info(
             "%s: %d rows -> trainval %d, test %d%s",
             version.ref,
-            len(df),
-            len(trainval),
-            len(test),
-            f" (stratified by {stratify})" if stratify else "",
+            size(data),
+            size(trainval),
+            size(test),
+            f" (stratified by {params.stratify_by})" if params.stratify_by else "",
         )
-        step.log_metrics({"rows_trainval": len(trainval), "rows_test": len(test)})
-        split_meta = {"input": version.ref, "test_size": args.test_size, "stratify_by": stratify}
-        step.log_table(
-            trainval,
-            args.trainval_artifact,
-            "trainval_data.parquet",
-            type="trainval_data",
-            description=f"Training and validation rows of {version.ref}",
-            metadata=split_meta,
-        )
-        step.log_table(
-            test,
-            args.test_artifact,
-            "test_data.parquet",
-            type="test_data",
-            description=f"Held-out test rows of {version.ref}",
-            metadata=split_meta,
-        )
-
-
-def split_images(step: Step, args: argparse.Namespace, stratified: bool) -> None:
-    """Images are always split by class when stratified (the class is the image's label)."""
-    version, found = images.use_images(step, args.input_artifact)
-    trainval, test = images.split_images(
-        found, args.test_size, int(args.random_seed), stratified, step.where(f"{version.ref} (images.npz)")
-    )
-    step.log.info(
-        "%s: %d images -> trainval %d, test %d%s",
-        version.ref,
-        len(found),
-        len(trainval),
-        len(test),
-        " (stratified by class)" if stratified else "",
-    )
-    step.log_metrics({"rows_trainval": len(trainval), "rows_test": len(test)})
-    meta = {"input": version.ref, "test_size": args.test_size, "stratify_by": "label" if stratified else None}
-    images.log_images(
-        step,
-        trainval,
-        args.trainval_artifact,
-        "trainval_data",
-        f"Training and validation images of {version.ref}",
-        meta,
-    )
-    images.log_images(
-        step, test, args.test_artifact, "test_data", f"Held-out test images of {version.ref}", meta
-    )
+        step.log_metrics({"rows_trainval": size(trainval), "rows_test": size(test)})
+        meta = {"input": version.ref, "test_size": params.test_size, "stratify_by": params.stratify_by}
+        for part, name, kind, what in (
+            (trainval, params.trainval_artifact, "trainval_data", "Training and validation rows"),
+            (test, params.test_artifact, "test_data", "Held-out test rows"),
+        ):
+            step.log_data(spec, part, name, type=kind, description=f"{what} of {version.ref}", metadata=meta)
 
 
 if __name__ == "__main__":
-    run_script(STEP, parse_args, go)
+    run_script(CONTRACT, run)

@@ -3,40 +3,44 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
+from typing import Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from mlpipe import images, promotion, wandb_mirror
-from mlpipe.component import Step, run_script, step_run
-from mlpipe.paths import resolve_path
-from mlpipe.schema import DatasetSpec
-
-STEP = promotion.STEP
+from mlpipe.pipeline.contract import ProjectPath, StepContract, dataset_config, param, reads
+from mlpipe.pipeline.step import Step, run_script, step_run
+from mlpipe.tracking import promotion, wandb_mirror
 
 
-def flag(value: str) -> bool:
-    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
-    return value.lower() in ("true", "1", "yes")
+@dataclass(frozen=True)
+class Params:
+    model_name: str = param("Name in the MLflow Model Registry")
+    candidates: str = param("experiment, sweep:last, sweep:<sweep dir> or runs:<id>,<id>,...")
+    metric: str = param("Metric of the train runs that picks the best candidate")
+    direction: str = param("minimize or maximize (the metrics' direction)")
+    gate_metric: str = param("Metric (any test_model logs) both the candidate and prod are scored with")
+    tolerance: float = param("Move prod if the candidate is at most this much worse")
+    force: bool = param("Move prod whatever the gate says")
+    rollback: bool = param("Move prod back to where it was before the last move")
+    alias: str = param("The alias to move")
+    model_artifact: str = reads(
+        "model_export", "Model export of the pipeline run (orders promote after train)"
+    )
+    test_artifact: str = reads("test_data")
+    dataset_config: ProjectPath = dataset_config()
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model_name", required=True)
-    parser.add_argument("--candidates", default="experiment")
-    parser.add_argument("--metric", default="val_mae")
-    parser.add_argument("--direction", default="minimize")
-    parser.add_argument("--gate_metric", default="mae")
-    parser.add_argument("--tolerance", type=float, default=0.0)
-    parser.add_argument("--force", type=flag, default=False)
-    parser.add_argument("--rollback", type=flag, default=False)
-    parser.add_argument("--alias", default="prod")
-    parser.add_argument("--model_artifact", default="model_export:latest")
-    parser.add_argument("--test_artifact", default="test_data:latest")
-    parser.add_argument("--dataset_config", default="conf/dataset/nyc_airbnb.yaml")
-    return parser.parse_args(argv)
+CONTRACT = StepContract(
+    "promote",
+    Params,
+    summary="picks the best model export among the candidates, scores it and the current `prod` model "
+    "through their pyfunc flavor on the same test data, and moves `prod` in the Model Registry when the "
+    "candidate passes the gate (or rolls `prod` back); runs only when named, never reused from the cache",
+    opt_in=True,
+    side_effects=True,
+)
 
 
 def mirror_move(step: Step, record: dict, alias: str) -> None:
@@ -49,90 +53,94 @@ def mirror_move(step: Step, record: dict, alias: str) -> None:
     wandb_mirror.mirror_promotion(version, path, alias, mirror=step.wandb)
 
 
-def roll_back(step: Step, client: MlflowClient, args: argparse.Namespace) -> None:
-    with promotion.promotion_lock(client, args.model_name):
-        undo = promotion.rollback_target(promotion.history(client, args.model_name))
-        target = client.get_model_version(args.model_name, str(undo["previous_version"]))
+def roll_back(step: Step, client: MlflowClient, params: Params) -> None:
+    with promotion.promotion_lock(client, params.model_name):
+        undo = promotion.rollback_target(promotion.history(client, params.model_name))
+        target = client.get_model_version(params.model_name, str(undo["previous_version"]))
         record = promotion.move(
-            client, step.store, args.model_name, args.alias, target, "rollback", step.run_id, "", None
+            client, step.store, params.model_name, params.alias, target, "rollback", step.run_id, "", None
         )
     step.log_json(record, "prod_move.json")
-    mirror_move(step, record, args.alias)
+    mirror_move(step, record, params.alias)
     mlflow.set_tags({"decision": "rollback", "prod_version": target.version})
     step.log.info(
         "rolled %s@%s back from version %s to version %s (undoing move %d)",
-        args.model_name,
-        args.alias,
+        params.model_name,
+        params.alias,
         record["previous_version"],
         target.version,
         undo["move"],
     )
 
 
-def go(args: argparse.Namespace) -> None:
-    with step_run(STEP, vars(args)) as step:
+def gate_score(model: str, test: Any, spec: Any, metric: str, what: str) -> float:
+    """`metric`, as test_model would log it, of a model scored on the test data."""
+    from mlpipe.models import scoring
+
+    return promotion.metric_of(scoring.evaluate(scoring.load(model), test, spec)[1], metric, what)
+
+
+def run(params: Params) -> None:
+    from mlpipe.data.spec import DatasetSpec
+
+    with step_run(CONTRACT, params) as step:
         client = MlflowClient()
-        if args.rollback:
-            roll_back(step, client, args)
+        if params.rollback:
+            roll_back(step, client, params)
             return
-        spec = DatasetSpec.from_file(resolve_path(args.dataset_config))
-        if args.candidates == "artifact":
-            version = step.store.resolve(args.model_artifact)
+        spec = DatasetSpec.from_file(params.dataset_config)
+        if params.candidates == "artifact":
+            version = step.store.resolve(params.model_artifact)
             chosen = promotion.Candidate(version.run_id, float("nan"), version)
         else:
-            found = promotion.find_candidates(step.store, args.candidates, args.metric)
-            chosen = promotion.best(found, args.direction)
+            found = promotion.find_candidates(step.store, params.candidates, params.metric)
+            chosen = promotion.best(found, params.direction)
             step.log.info(
                 "best of %d candidates (%s) by %s: %s from run %s (%s %.4g)",
                 len(found),
-                args.candidates,
-                args.metric,
+                params.candidates,
+                params.metric,
                 chosen.version.ref,
                 chosen.run_id,
-                args.metric,
+                params.metric,
                 chosen.value,
             )
         step.store.record_use(step.run_id, chosen.version)
-        if images.is_image_dataset(spec.raw):
-            test_version, test = images.use_images(step, args.test_artifact)
-        else:
-            test_version, test = step.read_table(args.test_artifact)
-        candidate_score = promotion.metric_of(
-            promotion.score(chosen.version.uri, test, spec), args.gate_metric, chosen.version.ref
-        )
-        step.log_metrics({f"candidate_{args.gate_metric}": candidate_score})
-        with promotion.promotion_lock(client, args.model_name):
-            registered = promotion.register(client, args.model_name, chosen.version)
-            current = promotion.holder(client, args.model_name, args.alias)
+        test_version, test = step.read_data(params.test_artifact, spec)
+        candidate_score = gate_score(chosen.version.uri, test, spec, params.gate_metric, chosen.version.ref)
+        step.log_metrics({f"candidate_{params.gate_metric}": candidate_score})
+        with promotion.promotion_lock(client, params.model_name):
+            registered = promotion.register(client, params.model_name, chosen.version)
+            current = promotion.alias_version(client, params.model_name, params.alias)
             if current is not None and current.version == registered.version:
                 decision, prod_score = "already_prod", candidate_score
             else:
                 prod_score = None
                 if current is not None:
-                    uri = f"models:/{args.model_name}/{current.version}"
-                    prod_score = promotion.metric_of(
-                        promotion.score(uri, test, spec), args.gate_metric, f"prod version {current.version}"
+                    uri = f"models:/{params.model_name}/{current.version}"
+                    prod_score = gate_score(
+                        uri, test, spec, params.gate_metric, f"prod version {current.version}"
                     )
                 passes = prod_score is None or promotion.better(
-                    candidate_score, prod_score, args.direction, args.tolerance
+                    candidate_score, prod_score, params.direction, params.tolerance
                 )
-                decision = "promoted" if passes else ("forced" if args.force else "kept")
+                decision = "promoted" if passes else ("forced" if params.force else "kept")
             if decision in ("promoted", "forced"):
                 record = promotion.move(
                     client,
                     step.store,
-                    args.model_name,
-                    args.alias,
+                    params.model_name,
+                    params.alias,
                     registered,
                     decision,
                     step.run_id,
-                    args.gate_metric,
+                    params.gate_metric,
                     candidate_score,
                 )
                 step.log_json(record, "prod_move.json")
-                mirror_move(step, record, args.alias)
+                mirror_move(step, record, params.alias)
         if prod_score is not None:
-            step.log_metrics({f"prod_{args.gate_metric}": prod_score})
+            step.log_metrics({f"prod_{params.gate_metric}": prod_score})
         mlflow.set_tags(
             {
                 "decision": decision,
@@ -151,15 +159,15 @@ def go(args: argparse.Namespace) -> None:
             decision,
             registered.version,
             chosen.version.ref,
-            args.gate_metric,
+            params.gate_metric,
             candidate_score,
             versus,
             test_version.ref,
-            args.tolerance,
+            params.tolerance,
         )
         if decision == "kept":
             step.log.info("prod stays on version %s; promote.force=true moves it anyway", current.version)  # type: ignore[union-attr]
 
 
 if __name__ == "__main__":
-    run_script(STEP, parse_args, go)
+    run_script(CONTRACT, run)

@@ -1,64 +1,53 @@
-"""train: fit the scikit-learn pipeline from config, validate it, export it as an MLflow model."""
+"""train (tables): fit the scikit-learn pipeline from config, validate it, export it as an MLflow
+model."""
 
 from __future__ import annotations
 
-import argparse
+from pathlib import Path
 
-import numpy as np
+from mlpipe.pipeline.contract import StepContract
+from mlpipe.pipeline.step import run_script, step_run
+from mlpipe.pipeline.train_step import TrainParams
 
-from mlpipe import evaluation
-from mlpipe.component import optional_column, run_script, step_run
-from mlpipe.modeling import build_model, export_sklearn, load_model_config
-from mlpipe.paths import resolve_path
-from mlpipe.schema import DatasetSpec, model_frame
-from mlpipe.splitting import split
-
-STEP = "train"
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--trainval_artifact", default="trainval_data:latest")
-    parser.add_argument("--output_artifact", default="model_export")
-    parser.add_argument("--dataset_config", default="conf/dataset/nyc_airbnb.yaml")
-    parser.add_argument("--model_config", default="conf/model/random_forest.yaml")
-    parser.add_argument("--val_size", type=float, default=0.2)
-    parser.add_argument("--random_seed", type=float, default=42)
-    parser.add_argument("--stratify_by", default="none")
-    return parser.parse_args(argv)
+CONTRACT = StepContract(
+    "train",
+    TrainParams,
+    summary="splits off validation rows, builds the `ColumnTransformer` pipeline from the column roles "
+    "and the estimator from the model config's `_target_`, logs validation metrics and a "
+    "feature-importance plot, exports an MLflow model with a signature and an input example",
+    after=("data_check",),  # never train on data that failed its checks
+)
 
 
-def go(args: argparse.Namespace) -> None:
-    stratify = optional_column(args.stratify_by)
-    with step_run(STEP, vars(args)) as step:
-        spec = DatasetSpec.from_file(resolve_path(args.dataset_config))
-        model_config = load_model_config(resolve_path(args.model_config), spec)
+def run(params: TrainParams) -> None:
+    import numpy as np
+
+    from mlpipe.data.spec import DatasetSpec
+    from mlpipe.models import evaluation, scoring
+    from mlpipe.models.sklearn_model import build_model, export_sklearn, load_model_config
+
+    with step_run(CONTRACT, params) as step:
+        spec = DatasetSpec.from_file(params.dataset_config)
+        model_config = load_model_config(Path(params.model_config), spec)
         step.log_json(model_config, "model_config.json")
-        version, trainval = step.read_table(args.trainval_artifact)
-        train, val = split(
-            trainval,
-            args.val_size,
-            int(args.random_seed),
-            stratify,
-            step.where(f"{version.ref} (train/validation split)"),
-        )
+        version, trainval = step.read_data(params.trainval_artifact, spec)
+        where = step.context(f"{version.ref} (train/validation split)")
+        train, val = spec.kind.split(trainval, params.val_size, params.random_seed, params.stratify_by, where)
         model = build_model(spec, model_config)
-        step.log.info(
-            "fitting %s on %d rows (%d held out for validation)",
-            model_config["estimator"]["_target_"],
-            len(train),
-            len(val),
+        target = model_config["estimator"]["_target_"]
+        step.log.info("fitting %s on %d rows (%d held out for validation)", target, len(train), len(val))
+        model.fit(spec.kind.model_input(train, spec), spec.kind.target(train, spec))
+        inputs = spec.kind.model_input(val, spec)
+        classifier = spec.task == "classification" and hasattr(model, "predict_proba")
+        prediction = scoring.Prediction(
+            model.predict(inputs),
+            model.predict_proba(inputs) if classifier else None,
+            model.classes_.tolist() if classifier else None,
         )
-        model.fit(model_frame(train, spec), train[spec.target])
-        predictions = model.predict(model_frame(val, spec))
-        if spec.task == "regression":
-            scores = evaluation.regression_metrics(val[spec.target], predictions)
-        else:
-            proba = model.predict_proba(model_frame(val, spec)) if hasattr(model, "predict_proba") else None
-            scores = evaluation.classification_metrics(
-                val[spec.target], predictions, proba, list(getattr(model, "classes_", [])) or None
-            )
-        step.log_metrics({f"val_{k}": v for k, v in scores.items()})
+        scores = {
+            f"val_{k}": v for k, v in scoring.metrics(spec, spec.kind.target(val, spec), prediction).items()
+        }
+        step.log_metrics(scores)
         step.log.info("validation: %s", ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
         estimator = model.named_steps["estimator"]
         if hasattr(estimator, "feature_importances_"):
@@ -68,21 +57,16 @@ def go(args: argparse.Namespace) -> None:
                 "feature_importance.png",
             )
         path = export_sklearn(
-            model, spec, val.head(5), trainval[spec.target], step.workdir / "out" / args.output_artifact
+            model, spec, val.head(5), trainval[spec.target], step.workdir / "out" / params.output_artifact
         )
         step.log_artifact(
-            args.output_artifact,
+            params.output_artifact,
             path,
             type="model_export",
-            description=f"{model_config['estimator']['_target_']} pipeline for {spec.name} ({spec.task})",
-            metadata={
-                "flavor": "sklearn",
-                "format": "cloudpickle",
-                "trained_on": version.ref,
-                **{f"val_{k}": v for k, v in scores.items()},
-            },
+            description=f"{target} pipeline for {spec.name} ({spec.task})",
+            metadata={"flavor": "sklearn", "format": "cloudpickle", "trained_on": version.ref, **scores},
         )
 
 
 if __name__ == "__main__":
-    run_script(STEP, parse_args, go)
+    run_script(CONTRACT, run)

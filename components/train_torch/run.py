@@ -3,60 +3,53 @@ preprocessing + network + softmax as an MLflow pytorch model."""
 
 from __future__ import annotations
 
-import argparse
-import time
+from pathlib import Path
 
-import numpy as np
-import torch
+from mlpipe.pipeline.contract import StepContract
+from mlpipe.pipeline.step import run_script, step_run
+from mlpipe.pipeline.train_step import TrainParams
 
-from mlpipe import evaluation
-from mlpipe.component import optional_column, run_script, step_run
-from mlpipe.images import split_images, use_images
-from mlpipe.modeling import resolve_model_config
-from mlpipe.paths import resolve_path
-from mlpipe.schema import DatasetSpec
-from mlpipe.torch_export import export_model
-from mlpipe.torch_model import (
-    as_input,
-    build_network,
-    channel_stats,
-    evaluate,
-    inference_module,
-    pick_device,
-    preprocessing,
-    seed_everything,
-    train,
+CONTRACT = StepContract(
+    "train",
+    TrainParams,
+    summary="trains the image network from config (early stopping on the validation loss), checks the "
+    "scripted `Sequential` (resize, normalize, network, softmax) against the eager one, and exports it "
+    "with a tensor signature",
+    after=("data_check",),  # never train on data that failed its checks
+    compose=("dataset=digits", "model=cnn"),
 )
 
-STEP = "train"
 
+def run(params: TrainParams) -> None:
+    import time
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--trainval_artifact", default="trainval_data:latest")
-    parser.add_argument("--output_artifact", default="model_export")
-    parser.add_argument("--dataset_config", default="conf/dataset/digits.yaml")
-    parser.add_argument("--model_config", default="conf/model/cnn.yaml")
-    parser.add_argument("--val_size", type=float, default=0.2)
-    parser.add_argument("--random_seed", type=float, default=42)
-    parser.add_argument("--stratify_by", default="label", help="'label' (by class) or 'none'")
-    return parser.parse_args(argv)
+    import numpy as np
+    import torch
 
+    from mlpipe.data.spec import DatasetSpec
+    from mlpipe.models import evaluation
+    from mlpipe.models.model_config import resolve_model_config
+    from mlpipe.models.torch_export import export_model
+    from mlpipe.models.torch_network import (
+        as_input,
+        build_network,
+        channel_stats,
+        evaluate,
+        inference_module,
+        pick_device,
+        preprocessing,
+        seed_everything,
+        train,
+    )
 
-def go(args: argparse.Namespace) -> None:
-    seed = int(args.random_seed)
-    with step_run(STEP, vars(args)) as step:
-        spec = DatasetSpec.from_file(resolve_path(args.dataset_config))
-        config = resolve_model_config(resolve_path(args.model_config), spec)
+    seed = params.random_seed
+    with step_run(CONTRACT, params) as step:
+        spec = DatasetSpec.from_file(params.dataset_config)
+        config = resolve_model_config(Path(params.model_config), spec)
         step.log_json(config, "model_config.json")
-        version, trainval = use_images(step, args.trainval_artifact)
-        train_set, val_set = split_images(
-            trainval,
-            args.val_size,
-            seed,
-            optional_column(args.stratify_by) is not None,
-            step.where(f"{version.ref} (train/validation split)"),
-        )
+        version, trainval = step.read_data(params.trainval_artifact, spec)
+        where = step.context(f"{version.ref} (train/validation split)")
+        train_set, val_set = spec.kind.split(trainval, params.val_size, seed, params.stratify_by, where)
         classes = trainval.classes
         channels, height, width = trainval.shape
         input_size = tuple(int(v) for v in config.get("input_size") or (height, width))
@@ -137,14 +130,14 @@ def go(args: argparse.Namespace) -> None:
         exported = inference_module(model[0], model[1]).cpu()
         batch = as_input(val_set.images[:64])
         path, difference = export_model(
-            exported, export_format, batch, classes, step.workdir / "out" / args.output_artifact
+            exported, export_format, batch, classes, step.workdir / "out" / params.output_artifact
         )
         step.log_metrics({"export_max_abs_diff": difference})
         step.log.info(
             "exported as %s; largest difference from the eager model %.3g", export_format, difference
         )
         step.log_artifact(
-            args.output_artifact,
+            params.output_artifact,
             path,
             type="model_export",
             description=f"{config.get('name', 'cnn')} image classifier for {spec.name} ({export_format})",
@@ -160,4 +153,4 @@ def go(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    run_script(STEP, parse_args, go)
+    run_script(CONTRACT, run)

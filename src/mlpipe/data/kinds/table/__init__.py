@@ -1,0 +1,67 @@
+"""Tables: a CSV or Parquet file in, Parquet between steps (dtypes kept), one row per example."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlpipe.data.kinds import Cleaned, DataKind, Fetched
+from mlpipe.data.sources import fetch
+from mlpipe.data.spec import DatasetSpec
+from mlpipe.data.tables import read_table, write_table
+
+
+class TableKind(DataKind):
+    name = "table"
+    checks = Path(__file__).with_name("checks.py")
+
+    def fetch(self, source: str, dest: Path, where: str) -> Fetched:
+        path = fetch(source, dest / "download", where)
+        df = read_table(path, where)
+        return Fetched(
+            path,
+            f"fetched {path.name}: {len(df)} rows, {len(df.columns)} columns",
+            metrics={"rows": len(df), "columns": len(df.columns)},
+            metadata={"rows": len(df), "columns": len(df.columns)},
+        )
+
+    def clean(self, raw: Path, spec: DatasetSpec, workdir: Path, where: str) -> Cleaned:
+        from mlpipe.data.kinds.table.cleaning import clean
+
+        return clean(read_table(raw, where), spec, where)
+
+    def read(self, path: Path, where: str) -> pd.DataFrame:
+        return read_table(path, where)
+
+    def write(self, data: pd.DataFrame, folder: Path, name: str) -> Path:
+        return write_table(data, folder / f"{name}.parquet")
+
+    def describe(self, data: pd.DataFrame) -> dict[str, Any]:
+        return {"rows": len(data), "columns": len(data.columns)}
+
+    def size(self, data: pd.DataFrame) -> int:
+        return len(data)
+
+    def split(
+        self, data: pd.DataFrame, test_size: float, seed: int, stratify_by: str | None, where: str
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        from mlpipe.data.splitting import split
+
+        return split(data, test_size, seed, stratify_by, where)
+
+    def summary(self, data: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+        return data
+
+    def model_input(self, data: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+        from mlpipe.data.kinds.table.columns import model_frame
+
+        return model_frame(data, spec)
+
+    def target(self, data: pd.DataFrame, spec: DatasetSpec) -> np.ndarray:
+        return data[spec.target].to_numpy()
+
+
+KIND = TableKind()

@@ -1,0 +1,46 @@
+"""basic_cleaning's logic: plain data in, data out, with a report of what each rule dropped."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mlpipe.data.kinds import Cleaned
+from mlpipe.data.kinds.table.columns import check_columns, coerce_numeric
+from mlpipe.data.spec import DatasetSpec
+from mlpipe.errors import StepError
+
+
+def clean(df: pd.DataFrame, spec: DatasetSpec, where: str) -> Cleaned:
+    """Validate, drop rows outside the bounds, parse dates, drop exact duplicates.
+
+    Rules apply in order and each row is counted against the first rule that drops it.
+    A missing value is not "outside the bounds" (the model imputes it), except in the target.
+    """
+    check_columns(df, spec, where)
+    df = coerce_numeric(df, spec, where)
+    if df[spec.target].isna().all():
+        raise StepError(f"{where}: target column '{spec.target}' is empty (all values missing)")
+
+    dropped: dict[str, int] = {}
+
+    def keep(mask: pd.Series, rule: str) -> None:
+        nonlocal df
+        dropped[rule] = int((~mask).sum())
+        df = df[mask]
+
+    keep(df[spec.target].notna(), f"{spec.target} missing")
+    for column, bounds in (spec.cleaning.get("bounds") or {}).items():
+        if column not in df.columns:
+            raise StepError(f"{where}: cleaning bound on column '{column}', which the data lacks")
+        low, high = bounds
+        if not pd.api.types.is_numeric_dtype(df[column]):
+            raise StepError(f"{where}: cleaning bound on column '{column}', which is not numeric")
+        keep(df[column].between(low, high) | df[column].isna(), f"{column} outside [{low}, {high}]")
+    for column in spec.roles["date"]:
+        df = df.assign(**{column: pd.to_datetime(df[column], errors="coerce", format="mixed")})
+    if spec.cleaning.get("drop_duplicates", True):
+        keep(~df.duplicated(), "exact duplicate")
+    result = Cleaned(df.reset_index(drop=True), sum(dropped.values()) + len(df), dropped)
+    if df.empty:
+        raise StepError(f"{where}: every row was dropped by cleaning ({result.describe()})")
+    return result

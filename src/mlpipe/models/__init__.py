@@ -1,0 +1,1 @@
+"""Models: scikit-learn pipelines, torch networks, their exports, and the one scoring path."""

@@ -1,0 +1,91 @@
+"""Building and exporting the scikit-learn model, all from config."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra.utils import instantiate
+from sklearn.pipeline import Pipeline
+
+import mlpipe
+from mlpipe.data.kinds.table.columns import model_frame
+from mlpipe.data.spec import FEATURE_ROLES, DatasetSpec
+from mlpipe.errors import StepError
+from mlpipe.models.features import build_preprocessor
+from mlpipe.models.model_config import pinned_requirements, resolve_model_config
+
+MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")
+PYFUNC_LOADER = "mlpipe.models.sklearn_pyfunc"  # answers predict_proba too (MLflow's does not)
+
+
+def load_model_config(path: Path, spec: DatasetSpec) -> dict[str, Any]:
+    resolved = resolve_model_config(path, spec)
+    if "estimator" not in resolved or "_target_" not in resolved["estimator"]:
+        raise StepError(f"model config '{path}': expected an 'estimator' with a '_target_'")
+    return resolved
+
+
+def build_model(spec: DatasetSpec, model_config: dict[str, Any]) -> Pipeline:
+    try:
+        estimator = instantiate(model_config["estimator"])
+    except Exception as e:  # Hydra wraps import and argument errors alike
+        first = str(e).strip().splitlines()[0]
+        raise StepError(
+            f"model config: cannot build estimator {model_config['estimator']['_target_']}: {first}"
+        ) from e
+    preprocessor = build_preprocessor(spec, dict(model_config.get("preprocessing") or {}))
+    return Pipeline([("preprocess", preprocessor), ("estimator", estimator)])
+
+
+def output_type(target: pd.Series) -> str:
+    if pd.api.types.is_float_dtype(target):
+        return "double"
+    return "long" if pd.api.types.is_integer_dtype(target) else "string"
+
+
+def signature(spec: DatasetSpec, output: str, predict_methods: bool):  # -> ModelSignature
+    """The exported model's signature, from the schema, never inferred from data. A classifier
+    takes `predict_method` (`predict` or `predict_proba`) as a parameter."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    inputs = [
+        ColSpec("double" if role == "numeric" else "string", column)
+        for role in FEATURE_ROLES
+        for column in spec.roles[role]
+    ]
+    params = ParamSchema([ParamSpec("predict_method", "string", "predict")]) if predict_methods else None
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec(output)]), params=params)
+
+
+def export_sklearn(
+    model: Pipeline, spec: DatasetSpec, example: pd.DataFrame, target: pd.Series, path: Path
+) -> Path:
+    """Save as an MLflow model: cloudpickle (skops refuses these types), explicit signature,
+    an input example, and this package inside so it loads without the project installed."""
+    import mlflow.sklearn
+    from mlflow.models import Model
+
+    classes = (
+        model.classes_.tolist() if hasattr(model, "predict_proba") and spec.task == "classification" else None
+    )
+    # cloudpickle is chosen on purpose (skops refuses these types): hush MLflow's advice about it.
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+    mlflow.sklearn.save_model(
+        model,
+        str(path),
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+        signature=signature(spec, output_type(target), predict_methods=classes is not None),
+        input_example=model_frame(example, spec),
+        code_paths=[str(Path(mlpipe.__file__).parent)],
+        pip_requirements=pinned_requirements(MODEL_REQUIREMENTS),
+        metadata={"task": spec.task, "target": spec.target, **({"classes": classes} if classes else {})},
+    )
+    # The sklearn flavor stays (mlflow.sklearn.load_model works); pyfunc loads through ours.
+    mlmodel = Model.load(str(path / "MLmodel"))
+    mlmodel.flavors["python_function"]["loader_module"] = PYFUNC_LOADER
+    mlmodel.save(str(path / "MLmodel"))
+    return path

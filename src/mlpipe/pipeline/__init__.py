@@ -1,0 +1,1 @@
+"""The pipeline: step contracts, the pipeline definition, planner, cache, executors, orchestrator."""

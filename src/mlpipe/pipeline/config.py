@@ -1,0 +1,100 @@
+"""Composing the Hydra config, and checking command-line overrides before anything runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mlpipe import project
+from mlpipe.errors import StepError
+
+CONFIG_NAME = "config"
+_MISSING = object()
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("results_root"):
+        # Where Hydra's output folders go: see project.results_root.
+        OmegaConf.register_new_resolver("results_root", lambda: str(project.results_root()))
+
+
+def searchpath_override() -> str:
+    """config.yaml sits at the project root, its groups in conf/: tell Hydra where."""
+    return f"hydra.searchpath=[file://{project.conf_dir()}]"
+
+
+def groups() -> dict[str, list[str]]:
+    conf = project.conf_dir()
+    return {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in conf.iterdir() if d.is_dir()}
+
+
+def load(overrides: Sequence[str] = (), hydra_choices: bool = False) -> DictConfig:
+    """The composed config, as main.py sees it (for tests and tools); with `hydra_choices`, also
+    the `hydra` node (which option of each group was chosen: `hydra.runtime.choices`)."""
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(project.root()), version_base="1.3"):
+        return compose(
+            CONFIG_NAME, overrides=[searchpath_override(), *overrides], return_hydra_config=hydra_choices
+        )
+
+
+def check_overrides(args: Sequence[str]) -> None:
+    """Unknown keys and unknown group options become one clear line, not Hydra's paragraph.
+
+    Sweeps are checked on their first value; `+key=` (append) and `hydra...` are left to Hydra.
+    """
+    parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-") and "=" in a])
+    known_groups = groups()
+    selections, values = [], []
+    for override in parsed:
+        key = override.key_or_group
+        if override.package or key.startswith("hydra") or override.is_add() or override.is_force_add():
+            continue
+        first = (
+            next(iter(override.sweep_string_iterator())) if override.is_sweep_override() else override.value()
+        )
+        if key in known_groups or key.split("/")[0] in known_groups:
+            if str(first) not in known_groups.get(key, []):
+                raise StepError(
+                    f"main: unknown {key} '{first}' in the overrides; expected one of "
+                    f"{', '.join(known_groups.get(key, [])) or 'nothing'} (files in conf/{key}/)"
+                )
+            selections.append(f"{key}={first}")
+        else:
+            values.append(key)
+    if not values:
+        return  # group choices are checked against conf/ above; nothing to compose for
+    config = load(selections)
+    for key in values:
+        if override_target_missing(config, key):
+            parent = key.rpartition(".")[0]
+            node = OmegaConf.select(config, parent) if parent else config
+            known = ", ".join(map(str, node.keys())) if isinstance(node, DictConfig) else ""
+            raise StepError(
+                f"main: unknown config key '{key}' in the overrides"
+                + (f"; keys under '{parent or 'the root'}': {known}" if known else "")
+                + f" (use +{key}=... to add a key)"
+            )
+
+
+def override_target_missing(config: DictConfig, key: str) -> bool:
+    return OmegaConf.select(config, key, default=_MISSING, throw_on_missing=False) is _MISSING
+
+
+def section_of(cfg: DictConfig, step: str) -> dict[str, Any]:
+    """A step's section of the config, resolved (empty when the config has none)."""
+    try:
+        node = cfg.get(step)
+        section = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    except OmegaConfBaseException as e:
+        raise StepError(f"main: config section '{step}' cannot be resolved: {str(e).splitlines()[0]}") from e
+    if not isinstance(section, dict):
+        raise StepError(f"main: config section '{step}' is {section!r}; expected a mapping of parameters")
+    return section

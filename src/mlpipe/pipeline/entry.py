@@ -1,0 +1,88 @@
+"""What main.py does around the orchestrator: set this process (and the ones it starts) up for the
+project being run, check the command line before anything starts, and run one job (one pipeline
+invocation, or one job of a sweep), turning its failure into one line or a sweep's failure marker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from mlpipe import project
+from mlpipe.errors import StepError
+from mlpipe.pipeline.config import check_overrides, register_resolvers, searchpath_override
+from mlpipe.pipeline.orchestrator import Pipeline
+from mlpipe.pipeline.sweep import FAILED, is_multirun, job_record, job_tags, objective
+from mlpipe.tracking import store, wandb_mirror
+from mlpipe.tracking.secrets import scrub_logs
+
+LAUNCHER_VAR = "MLPIPE_LAUNCHER_RUN_ID"  # the `mlflow run` launcher run, kept for every sweep job
+
+
+def prepare_process(root: Path, argv: list[str]) -> None:
+    """Once per `python main.py`: the project, the store and the interpreter every step uses,
+    and the overrides checked (exit 2 with one line when one is wrong)."""
+    launcher = os.environ.pop("MLFLOW_RUN_ID", None)  # set when `mlflow run` started us
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # the experiment is main.project_name's
+    # `mlflow run` hands down its default store relative to where it was typed; results go there.
+    results = project.launch_dir() if launcher else root
+    project.enter(root, results)
+    if os.environ.get(store.ENV_URI):
+        os.environ[store.ENV_URI] = store.absolute(
+            os.environ[store.ENV_URI], results if launcher else Path.cwd()
+        )
+    if launcher:
+        os.environ[LAUNCHER_VAR] = launcher
+    # With env_manager=local a step runs `python` from PATH: make it this interpreter.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    register_resolvers()
+    try:
+        check_overrides(argv)
+    except StepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    argv.insert(0, searchpath_override())  # before any flag: `... -m` ends many command lines
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """One pipeline invocation; return the sweep objective (`main.objective`) in a multirun."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s | %(message)s", datefmt="%H:%M:%S", force=True
+    )
+    scrub_logs()
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    pipeline = None
+    try:
+        wandb_dir = OmegaConf.select(cfg, "tracking.wandb.dir") or output_dir
+        wandb_mode = wandb_mirror.prepare_pipeline(  # fails fast, before any step, when online cannot work
+            str(OmegaConf.select(cfg, "tracking.wandb.mode", default="auto")),
+            str(cfg.main.project_name),
+            str(cfg.main.experiment_name),
+            Path(str(wandb_dir)),
+        )
+        tags = {**job_tags(), "mlpipe.wandb_mode": wandb_mode}
+        pipeline = Pipeline(cfg, output_dir, tags=tags, launcher=os.environ.get(LAUNCHER_VAR))
+        children = pipeline.run()
+        value = objective(cfg, children) if is_multirun() else None  # only sweepers read it
+    except Exception as e:
+        if not is_multirun() and not isinstance(e, StepError):
+            raise  # a bug: keep the traceback
+        reason = str(e) if isinstance(e, StepError) else f"{type(e).__name__}: {e}"
+        print(f"error: {reason}", file=sys.stderr)
+        if not is_multirun():
+            sys.exit(1)
+        if not isinstance(e, StepError):
+            logging.getLogger("main").exception("job failed")
+        # One failed job must not end the sweep: record it and return the failure marker.
+        parent = pipeline.parent_id if pipeline else None
+        job_record("FAILED", parent_run_id=parent, error=reason).write(output_dir)
+        return FAILED
+    if is_multirun():
+        job_record("FINISHED", objective=value, parent_run_id=pipeline.parent_id, step_runs=children).write(
+            output_dir
+        )
+    return value

@@ -1,0 +1,229 @@
+"""Running the pipeline: one parent run, one child run per step, each step started as soon as
+the steps it depends on are done, reused from the cache when nothing it depends on changed.
+
+The orchestrator plans and schedules; the entry point set the environment up, the definition
+checked the config, the tracking layer keeps the books."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from mlpipe import project
+from mlpipe.errors import StepError
+from mlpipe.pipeline import cache
+from mlpipe.pipeline.definition import names_list, selected_steps
+from mlpipe.pipeline.executors import ComponentFailed, make_executor
+from mlpipe.pipeline.planner import StepSpec, dependencies, plan
+from mlpipe.pipeline.progress import Progress
+from mlpipe.tracking import runs, store
+from mlpipe.tracking.artifacts import AUTO, ArtifactStore, parse_reference
+
+log = logging.getLogger("main")
+
+
+class StepFailed(StepError):
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"main: step '{step}' failed: {reason}")
+        self.step = step
+
+
+class Pipeline:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        output_dir: Path,
+        tags: dict[str, str] | None = None,
+        launcher: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.output_dir = output_dir
+        self.extra_tags = tags or {}  # e.g. the sweep id and job number of a multirun job
+        self.launcher = launcher  # the `mlflow run` launcher run, when there is one
+        self.parent_id: str | None = None
+        self.client = MlflowClient()
+        self.experiment_id = store.ensure_experiment(str(cfg.main.project_name))
+        self.store = ArtifactStore(self.experiment_id, self.client)
+        self.executor = make_executor(str(cfg.main.get("executor", "mlflow_run")), str(cfg.main.env_manager))
+        self.use_cache = bool(cfg.main.get("cache", True))
+        self.force = names_list(cfg.main.get("force_steps"))
+        self.produced: dict[str, str] = {}  # artifact name -> digest written in this run
+        self.commit: dict[str, str] = {}  # the project's git state, on every run of the pipeline
+        self._lock = threading.Lock()
+
+    def write_step_configs(self) -> tuple[Path, Path]:
+        """The composed dataset and model configs, as files the steps read."""
+        resolved = OmegaConf.to_container(self.cfg, resolve=True)
+        assert isinstance(resolved, dict)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        dataset_file = self.output_dir / "dataset.yaml"
+        model_file = self.output_dir / "model.yaml"
+        dataset_file.write_text(yaml.safe_dump(resolved["dataset"], sort_keys=False))
+        model_file.write_text(yaml.safe_dump(resolved["model"], sort_keys=False))
+        return dataset_file, model_file
+
+    def existing_inputs(self, steps: list[StepSpec]) -> set[str]:
+        written = {name for s in steps for name in s.writes.values()}
+        return {
+            parse_reference(ref)[0]
+            for s in steps
+            for ref in s.reads.values()
+            if parse_reference(ref)[0] not in written and self.store.find(ref) is not None
+        }
+
+    def pin_inputs(self, step: StepSpec) -> tuple[dict[str, Any], dict[str, str]]:
+        """The step's parameters with every read pinned to an exact version (the one this
+        pipeline produced for `name:latest` or `name:auto`, so parallel pipelines never read
+        each other's outputs), and the digests of those versions."""
+        params = step.parameters()
+        digests: dict[str, str] = {}
+        for key, ref in step.reads.items():
+            name, selector = parse_reference(ref)
+            with self._lock:
+                produced = self.produced.get(name) if selector in ("latest", AUTO) else None
+            version = self.store.version_with(name, produced) if produced else self.store.resolve(ref)
+            params[key] = version.ref
+            digests[name] = version.digest
+        return params, digests
+
+    def execute(self, step: StepSpec, parent_id: str, progress: Progress) -> str:
+        """Run (or reuse) one step; return its child run id."""
+        try:
+            params, digests = self.pin_inputs(step)
+        except StepError as e:
+            raise StepFailed(step.name, str(e)) from e
+        key = cache.step_key(step.name, step.component, params, digests)
+        reusable = self.use_cache and not step.side_effects and step.name not in self.force
+        if reusable and cache.cacheable(params):
+            original = cache.find_reusable(self.client, self.experiment_id, key)
+            if original is not None:
+                tags = {
+                    **self.store.lineage_tags(original),
+                    cache.TAG_REUSED: original.info.run_id,
+                    cache.TAG_KEY: key,
+                }
+                run_id = runs.record_reuse(
+                    self.client, self.experiment_id, parent_id, step.name, step.component, original, tags
+                )
+                progress.update(
+                    step.name, "reused", f"run {original.info.run_id} (same code, parameters, inputs)"
+                )
+                self.collect_outputs(step, original)  # the reuse record carries the same outputs
+                return run_id
+        run_id = runs.start_step_run(
+            self.client,
+            self.experiment_id,
+            parent_id,
+            step.name,
+            step.component,
+            {cache.TAG_KEY: key, **self.commit},
+        )
+        progress.update(step.name, "running", f"run {run_id}")
+        try:
+            self.executor.run(step.component, params, run_id, self.experiment_id)
+        except ComponentFailed as e:
+            reason = (
+                self.client.get_run(run_id).data.tags.get(runs.TAG_ERROR) or f"{e} (see its output above)"
+            )
+            progress.update(step.name, "failed", reason)
+            raise StepFailed(step.name, reason) from e
+        progress.update(step.name, "done", f"run {run_id}")
+        self.collect_outputs(step, self.client.get_run(run_id))
+        return run_id
+
+    def collect_outputs(self, step: StepSpec, run: Run) -> None:
+        outputs = self.store.outputs_of(run)
+        with self._lock:
+            for name in step.writes.values():
+                self.produced[name] = outputs[name]
+
+    def schedule(
+        self, steps: list[StepSpec], depends: dict[str, set[str]], parent_id: str, done: dict[str, str]
+    ) -> None:
+        """Start each step once the steps it depends on are done; a failure stops the steps that
+        depend on it (running ones finish). Fill `done` (step -> run id); raise the first failure."""
+        progress = Progress([s.name for s in steps], log)
+        pending = {s.name: s for s in steps}
+        running: dict[Future[str], str] = {}
+        failures: list[StepFailed] = []
+        blocked: set[str] = set()
+        workers = max(1, int(self.cfg.main.get("max_parallel", 4)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="step") as pool:
+            while pending or running:
+                for name, step in list(pending.items()):
+                    if depends[name] & ({f.step for f in failures} | blocked):
+                        blocked.add(name)
+                        del pending[name]
+                        progress.update(name, "skipped", "an earlier step it depends on failed")
+                    elif depends[name] <= done.keys():
+                        running[pool.submit(self.execute, step, parent_id, progress)] = name
+                        del pending[name]
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    name = running.pop(future)
+                    try:
+                        done[name] = future.result()
+                    except StepFailed as e:
+                        failures.append(e)
+        log.info("steps:\n%s", progress.table())
+        if failures:
+            raise failures[0]
+
+    def run(self) -> dict[str, str]:
+        """Run the selected steps; return step name -> child run id."""
+        cfg = self.cfg
+        dataset_file, model_file = self.write_step_configs()
+        steps = selected_steps(cfg, dataset_file, model_file)
+        existing = self.existing_inputs(steps)
+        depends = dependencies(steps, existing)
+        stages = plan(steps, existing)
+        self.commit = runs.git_state(project.root())
+        tags = {
+            "mlpipe.group": str(cfg.main.experiment_name),
+            "mlpipe.steps": ",".join(s.name for s in steps),
+            "mlpipe.output_dir": str(self.output_dir),
+            **self.commit,
+            **self.extra_tags,
+            **({runs.TAG_LAUNCHER: self.launcher} if self.launcher else {}),
+        }
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        assert isinstance(resolved, dict)
+        parent_id = self.parent_id = runs.start_pipeline_run(
+            self.client,
+            self.experiment_id,
+            f"pipeline {cfg.main.experiment_name}",
+            tags,
+            resolved,
+            OmegaConf.to_yaml(cfg, resolve=True),
+        )
+        if self.launcher:
+            runs.link_launcher(self.client, self.launcher, parent_id, self.extra_tags.get(runs.TAG_SWEEP_JOB))
+        log.info(
+            "pipeline run %s in experiment '%s' (%s); stages: %s",
+            parent_id,
+            cfg.main.project_name,
+            store.tracking_uri(),
+            " -> ".join("+".join(s.name for s in stage) for stage in stages),
+        )
+        children: dict[str, str] = {}
+        error: str | None = "interrupted"
+        try:
+            self.schedule(steps, depends, parent_id, children)
+            error = None
+        except StepFailed as e:
+            error = str(e)
+            raise
+        finally:
+            runs.end_pipeline_run(self.client, parent_id, children, error)
+        log.info("pipeline run %s finished", parent_id)
+        return children

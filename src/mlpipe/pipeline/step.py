@@ -1,0 +1,213 @@
+"""The shape every component's run.py shares: start the step's run, hand artifacts in and out,
+log what was measured, and turn bad input into one error line and a FAILED run."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import mlflow
+
+from mlpipe import project
+from mlpipe.errors import StepError
+from mlpipe.pipeline.contract import StepContract, encode, type_name
+from mlpipe.pipeline.fast_exit import exit_after
+from mlpipe.tracking import runs, store, wandb_mirror
+from mlpipe.tracking.artifacts import ArtifactStore, ArtifactVersion
+from mlpipe.tracking.secrets import scrub, scrub_logs, scrub_tree
+
+if TYPE_CHECKING:  # matplotlib loads only in the steps that plot
+    from matplotlib.figure import Figure
+
+    from mlpipe.data.spec import DatasetSpec
+
+
+def logger(step: str) -> logging.Logger:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s | %(message)s", datefmt="%H:%M:%S", force=True
+    )
+    scrub_logs()
+    return logging.getLogger(step)
+
+
+class Step:
+    """One running step: its MLflow run, the artifact store and a private scratch folder."""
+
+    def __init__(
+        self,
+        name: str,
+        run_id: str,
+        store: ArtifactStore,
+        workdir: Path,
+        mirror: wandb_mirror.Mirror | None = None,
+    ) -> None:
+        self.name = name
+        self.run_id = run_id
+        self.store = store
+        self.workdir = workdir
+        self.log = logger(name)
+        self.wandb = mirror or wandb_mirror.Mirror()  # W&B's view of this run (off when disabled)
+
+    def context(self, what: str) -> str:
+        """`what`, prefixed with the step's name: the start of an error line."""
+        return f"{self.name}: {what}"
+
+    def use(self, reference: str) -> tuple[ArtifactVersion, Path]:
+        """Resolve an artifact reference, record that this run read it, fetch its files."""
+        version = self.store.resolve(reference)
+        self.store.record_use(self.run_id, version)
+        path = self.store.download(version, self.workdir / "in" / version.name / f"v{version.version}")
+        aliases = f" [{', '.join(version.aliases)}]" if version.aliases else ""
+        self.log.info("using %s%s (%s) for '%s'", version.ref, aliases, version.digest[:12], reference)
+        self.wandb.use(version, path)
+        return version, path
+
+    def read_data(self, reference: str, spec: DatasetSpec) -> tuple[ArtifactVersion, Any]:
+        """An artifact holding data of the dataset's kind, read back as that kind holds it."""
+        version, path = self.use(reference)
+        return version, spec.kind.read(path, self.context(f"{version.ref} ({path.name})"))
+
+    def log_data(
+        self,
+        spec: DatasetSpec,
+        data: Any,
+        name: str,
+        type: str,
+        description: str,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Log data of the dataset's kind as artifact `name` (one file the kind writes)."""
+        path = spec.kind.write(data, self.workdir / "out" / name, name)
+        meta = {**spec.kind.describe(data), **(metadata or {})}
+        return self.log_artifact(name, path, type, description, meta)
+
+    def log_artifact(
+        self, name: str, path: Path, type: str, description: str, metadata: Mapping[str, Any] | None = None
+    ) -> str:
+        description, metadata = scrub(description), scrub_tree(dict(metadata or {}))
+        digest, existing = self.store.log(self.run_id, name, path, type, description, metadata)
+        self.wandb.log_artifact(name, path, type, description, metadata)
+        if existing is not None:
+            self.log.info("%s: same content as %s, no new version", name, existing.ref)
+        else:
+            self.log.info("%s: new version %s (%s)", name, digest[:12], path.name)
+        return digest
+
+    def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
+        # MLflow accepts only letters, digits and _-./ and spaces in a metric name.
+        clean = {re.sub(r"[^\w\-./ ]", "_", k): float(v) for k, v in values.items()}
+        mlflow.log_metrics(clean, step=step)
+        self.wandb.log_metrics(clean, step=step)
+
+    def log_figure(self, figure: Figure, filename: str) -> None:
+        mlflow.log_figure(figure, f"plots/{filename}")
+        self.wandb.log_figure(figure, filename)
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+    def set_alias(self, version: ArtifactVersion, path: Path, alias: str) -> None:
+        """Point `alias` at `version` in MLflow and W&B (`path` holds the version's files)."""
+        self.store.set_alias(version, alias)
+        self.wandb.set_alias(version, path, alias)
+
+    def log_json(self, data: Any, filename: str) -> None:
+        mlflow.log_text(json.dumps(data, indent=2, default=str), filename)
+
+
+_assigned_run: ContextVar[str | None] = ContextVar("mlpipe_assigned_run", default=None)
+
+
+@contextmanager
+def running_as(run_id: str) -> Iterator[None]:
+    """Make `step_run` resume this run (the in-process executor's MLFLOW_RUN_ID, per thread)."""
+    token = _assigned_run.set(run_id)
+    try:
+        yield
+    finally:
+        _assigned_run.reset(token)
+
+
+@contextmanager
+def step_run(contract: StepContract, params: Any) -> Iterator[Step]:
+    """Start (or resume, when launched by the pipeline) the step's run; end it FINISHED or FAILED."""
+    name = contract.step
+    values = dataclasses.asdict(params)
+    store.configure()
+    # `mlflow run` hands us MLFLOW_RUN_ID and MLFLOW_EXPERIMENT_ID; alone, the experiment is
+    # MLFLOW_EXPERIMENT_NAME's (or Default) and this starts a new run there.
+    assigned = _assigned_run.get()
+    new_run = assigned is None and "MLFLOW_RUN_ID" not in os.environ
+    with mlflow.start_run(run_id=assigned, run_name=name if new_run else None) as run:
+        mlflow.set_tag(runs.TAG_STEP, name)
+        # `mlflow run` may have logged the parameters already, as the strings it was given.
+        logged = mlflow.get_run(run.info.run_id).data.params
+        runs.log_params({k: v for k, v in values.items() if k not in logged}, run.info.run_id)
+        artifacts = ArtifactStore(run.info.experiment_id)
+        with tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
+            mirror, reason = wandb_mirror.Mirror(), "interrupted"
+            try:
+                project_name = mlflow.get_experiment(run.info.experiment_id).name
+                mirror = wandb_mirror.Mirror.start(name, values, run.info.run_id, project_name)
+                yield Step(name, run.info.run_id, artifacts, Path(tmp), mirror)
+                reason = ""
+            except Exception as e:
+                # What main.py reports as the reason; a bug keeps its traceback on stderr too.
+                reason = str(e) if isinstance(e, StepError) else f"{type(e).__name__}: {e}"
+                mlflow.set_tag(runs.TAG_ERROR, scrub(reason)[:5000])
+                raise
+            finally:
+                mirror.finish(failed=bool(reason), reason=reason)
+
+
+# -- the command line of a component ------------------------------------------------------------
+def parse_args(contract: StepContract, argv: list[str] | None, folder: Path) -> Any:
+    """The params object from `--name value` options (derived from the contract); an option not
+    given takes its value from config.yaml, as the step's MLproject file does."""
+    parser = argparse.ArgumentParser(prog=f"{folder.name}/run.py", description=contract.summary)
+    for p in contract.parameters():
+        parser.add_argument(f"--{p.name}", default=None, help=f"{p.help} ({type_name(p.annotation)})")
+    given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    missing = [p.name for p in contract.parameters() if p.name not in given]
+    if missing:
+        from mlpipe.pipeline.components import defaults, load
+
+        given = {**{k: encode(v) for k, v in defaults(load(folder), given).items()}, **given}
+    return contract.build(given, contract.step)
+
+
+def main(
+    contract: StepContract,
+    run: Callable[[Any], None],
+    argv: list[str] | None = None,
+    folder: Path | None = None,
+) -> None:
+    """The `__main__` of a component: bad input ends in one line on stderr and exit code 1."""
+    folder = folder or Path(sys.modules[run.__module__].__file__ or ".").resolve().parent
+    name = contract.step
+    try:
+        run(parse_args(contract, argv, folder))
+    except StepError as e:
+        message = str(e) if str(e).startswith(f"{name}:") else f"{name}: {e}"
+        print(f"error: {scrub(message)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run_script(contract: StepContract, run: Callable[[Any], None]) -> NoReturn:
+    """`main` for a component started as its own process (`python run.py`, `mlflow run`). Started
+    alone, its project is the one its folder sits in."""
+    folder = Path(sys.modules[run.__module__].__file__ or ".").resolve().parent
+    if project.ENV_ROOT not in os.environ:
+        project.enter(folder.parents[1])
+    exit_after(main, contract, run, None, folder)

@@ -1,0 +1,137 @@
+"""Run bookkeeping: the tags this project writes, the pipeline's parent run, its step runs, and
+the record of a step reused from the cache."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, Run, RunStatus
+from mlflow.tracking import MlflowClient
+
+from mlpipe.tracking.secrets import loggable, scrub
+
+# Tags this project writes on runs; one place, so queries and writers agree.
+TAG_STEP = "mlpipe.step"
+TAG_COMPONENT = "mlpipe.component"
+TAG_PIPELINE = "mlpipe.pipeline"
+TAG_ERROR = "mlpipe.error"
+TAG_PARENT = "mlflow.parentRunId"
+TAG_COMMIT = "mlflow.source.git.commit"
+TAG_LAUNCHER = "mlpipe.launcher_run_id"
+TAG_PIPELINE_RUN = "mlpipe.pipeline_run_id"  # on the launcher run: the pipeline it started
+TAG_SWEEP_ID = "mlpipe.sweep.id"  # on each pipeline run of a sweep: the sweep (its folder)
+TAG_SWEEP_JOB = "mlpipe.sweep.job"
+TAG_SWEEP_OVERRIDES = "mlpipe.sweep.overrides"
+TAG_SWEEP_SUMMARY = "mlpipe.sweep.summary"
+
+
+def log_params(config: Mapping[str, Any], run_id: str | None = None) -> None:
+    """Log a nested config as flat parameters (MLflow caps a value at 6000 characters)."""
+    params = {k: str(v)[:6000] for k, v in loggable(config).items()}  # loggable scrubbed them
+    client = MlflowClient()
+    run_id = run_id or mlflow.active_run().info.run_id  # type: ignore[union-attr]
+    items = list(params.items())
+    for start in range(0, len(items), 100):
+        client.log_batch(run_id, params=[Param(k, v) for k, v in items[start : start + 100]])
+
+
+def finish_run(run_id: str, failed: bool) -> None:
+    status = RunStatus.FAILED if failed else RunStatus.FINISHED
+    MlflowClient().set_terminated(run_id, RunStatus.to_string(status))
+
+
+def git_state(folder: Path) -> dict[str, str]:
+    """The commit of the project being run, and whether its tree has changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=folder, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        return {
+            TAG_COMMIT: git("rev-parse", "HEAD"),
+            "mlpipe.git_dirty": str(bool(git("status", "--porcelain"))).lower(),
+        }
+    except (OSError, subprocess.SubprocessError):
+        return {"mlpipe.git_dirty": "unknown (no git commit)"}
+
+
+def installed_packages() -> str:
+    """Every distribution in this environment as name==version, one per line (the parent run's
+    record; the cache key uses only the pinned ones, see cache.package_versions)."""
+    names = {f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()}
+    return "\n".join(sorted(names, key=str.lower)) + "\n"
+
+
+def start_pipeline_run(
+    client: MlflowClient,
+    experiment_id: str,
+    name: str,
+    tags: Mapping[str, str],
+    config: Mapping[str, Any],
+    config_yaml: str,
+) -> str:
+    """The parent run of one pipeline invocation, with its resolved config as parameters and as a
+    file, and the installed packages."""
+    run_id = client.create_run(experiment_id, run_name=name, tags={TAG_PIPELINE: "true", **tags}).info.run_id
+    log_params(config, run_id)
+    client.log_text(run_id, scrub(config_yaml), "config.yaml")
+    client.log_text(run_id, installed_packages(), "environment/packages.txt")
+    return run_id
+
+
+def link_launcher(client: MlflowClient, launcher_id: str, pipeline_id: str, job: str | None) -> None:
+    """Tell the `mlflow run` launcher run which pipeline run it started (one tag per sweep job,
+    so jobs do not overwrite each other)."""
+    client.set_tag(launcher_id, f"{TAG_PIPELINE_RUN}{f'.{job}' if job else ''}", pipeline_id)
+
+
+def end_pipeline_run(
+    client: MlflowClient, run_id: str, children: Mapping[str, str], error: str | None
+) -> None:
+    if error:
+        client.set_tag(run_id, TAG_ERROR, error[:5000])
+    client.log_text(run_id, json.dumps(dict(children), indent=2), "step_runs.json")
+    finish_run(run_id, failed=error is not None)
+
+
+def start_step_run(
+    client: MlflowClient,
+    experiment_id: str,
+    parent_id: str,
+    step: str,
+    component: str,
+    tags: Mapping[str, str],
+) -> str:
+    """The child run a step's component resumes."""
+    run_tags = {TAG_PARENT: parent_id, TAG_STEP: step, TAG_COMPONENT: component, **tags}
+    return client.create_run(experiment_id, run_name=step, tags=run_tags).info.run_id
+
+
+def record_reuse(
+    client: MlflowClient,
+    experiment_id: str,
+    parent_id: str,
+    step: str,
+    component: str,
+    original: Run,
+    tags: Mapping[str, str],
+) -> str:
+    """A finished child run standing for a reused step: it carries `tags` (the original's
+    outputs, the cache key) and the original's metrics and parameters."""
+    run_tags = {TAG_PARENT: parent_id, TAG_STEP: step, TAG_COMPONENT: component, **tags}
+    run_id = client.create_run(experiment_id, run_name=f"{step} (reused)", tags=run_tags).info.run_id
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, 0, 0) for k, v in original.data.metrics.items()],
+        params=[Param(k, v) for k, v in original.data.params.items()],
+    )
+    finish_run(run_id, failed=False)
+    return run_id

@@ -1,0 +1,66 @@
+"""The MLflow tracking store: which one, pointing every process at it, and the experiment."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from mlpipe import project
+
+ENV_URI = "MLFLOW_TRACKING_URI"
+SQLITE = "sqlite:///"
+
+
+def default_uri() -> str:
+    return f"{SQLITE}{project.results_root() / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` always wins; otherwise the SQLite file under the results root."""
+    return os.environ.get(ENV_URI) or default_uri()
+
+
+def absolute(uri: str, base: Path) -> str:
+    """A SQLite URI with a relative path (MLflow's own default is `sqlite:///mlflow.db`) made
+    absolute from `base`, so every process, whatever its working directory, finds one store."""
+    if uri.startswith(SQLITE) and not uri.startswith(SQLITE + "/"):
+        return f"{SQLITE}{(base / uri.removeprefix(SQLITE)).resolve()}"
+    return uri
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """Artifacts of a local SQLite store sit next to it; a server decides for itself."""
+    if uri.startswith(SQLITE):
+        return (Path(uri.removeprefix(SQLITE)).parent / "mlartifacts").as_uri()
+    return None
+
+
+def configure() -> str:
+    """Point MLflow (and every child process) at the store; return its URI."""
+    uri = tracking_uri()
+    os.environ[ENV_URI] = uri
+    # Steps fetch artifacts from a local store: a progress bar per file is only noise in the log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def ensure_experiment(name: str) -> str:
+    """Create the store and the experiment once; safe when several processes race on it."""
+    uri = configure()
+    client = MlflowClient(uri)
+    for attempt in range(5):
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(name, artifact_location=default_artifact_location(uri))
+        except MlflowException:
+            # Another process created it (or is migrating a fresh database): look again.
+            time.sleep(0.2 * (attempt + 1))
+    raise MlflowException(f"could not create or find the MLflow experiment '{name}' in {uri}")

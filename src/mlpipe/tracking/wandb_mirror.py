@@ -1,0 +1,352 @@
+"""Weights & Biases as a second view of what each step logs to MLflow, never the wire between steps.
+
+main.py resolves `tracking.wandb.mode` once (`auto` becomes `online` or `offline`), checks an
+online account before any step starts, and hands the mode, project, group and folder to the steps
+through environment variables. Each step process then opens one W&B run (id = its MLflow run id,
+job_type = the step name, config = its parameters) and mirrors its metrics, plots and artifacts;
+online, every artifact it reads is declared with `use_artifact` on the same version (lineage).
+A step started on its own (`mlflow run components/x`) has W&B off unless MLPIPE_WANDB_MODE says
+otherwise. Nothing here imports wandb when the mode is `disabled`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import netrc
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlpipe.errors import StepError
+from mlpipe.tracking.secrets import loggable, scrub
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from mlpipe.tracking.artifacts import ArtifactVersion
+
+MODES = ("auto", "online", "offline", "disabled")
+ENV_MODE = "MLPIPE_WANDB_MODE"  # the resolved mode, set by main.py for its steps
+ENV_PROJECT = "WANDB_PROJECT"
+ENV_GROUP = "WANDB_RUN_GROUP"
+ENV_DIR = "WANDB_DIR"
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+CHECK_TIMEOUT_S = 10.0
+
+log = logging.getLogger("mlpipe.wandb")  # not "wandb": that is the library's own logger
+
+
+# -- settings: which mode, and is an account there ----------------------------------------------
+def base_url() -> str:
+    return os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
+
+
+def api_key() -> str | None:
+    """The key wandb itself would use: WANDB_API_KEY, else the `wandb login` entry in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return os.environ["WANDB_API_KEY"]
+    host = urllib.parse.urlsplit(base_url()).hostname
+    path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
+    try:
+        entry = netrc.netrc(path).authenticators(host or "")
+    except (OSError, netrc.NetrcParseError):
+        return None
+    return entry[2] if entry and entry[2] else None
+
+
+def resolve_mode(configured: str, has_key: bool) -> str:
+    """`auto` is `online` when credentials are configured, else `offline`."""
+    mode = str(configured).strip().lower()
+    if mode not in MODES:
+        raise StepError(f"main: tracking.wandb.mode is '{configured}'; expected one of {', '.join(MODES)}")
+    if mode == "auto":
+        return "online" if has_key else "offline"
+    return mode
+
+
+def check_online(key: str | None, url: str | None = None, timeout: float = CHECK_TIMEOUT_S) -> str:
+    """Ask the W&B server who the key belongs to; return the user's entity, or raise one line.
+
+    A plain HTTP request with a short timeout, so that no network or a rejected key stops the
+    pipeline at its start instead of after training (wandb itself retries for minutes).
+    """
+    url = url or base_url()
+    hint = "log in with `wandb login` or set tracking.wandb.mode=offline (or disabled)"
+    if not key:
+        raise StepError(f"main: tracking.wandb.mode is online but no W&B API key is configured; {hint}")
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/graphql",
+        data=json.dumps({"query": "query Viewer { viewer { entity } }"}).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": "Basic " + base64.b64encode(f"api:{key}".encode()).decode(),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        what = "rejected the API key" if e.code in (401, 403) else f"answered HTTP {e.code}"
+        raise StepError(f"main: W&B at {url} {what}; {hint}") from e
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as e:
+        reason = scrub(str(getattr(e, "reason", e)))
+        raise StepError(f"main: cannot reach W&B at {url} ({reason}); {hint}") from e
+    viewer = (body.get("data") or {}).get("viewer")
+    if not viewer:
+        raise StepError(f"main: W&B at {url} rejected the API key; {hint}")
+    return str(viewer.get("entity") or "")
+
+
+def step_environment(mode: str, project: str, group: str, directory: Path) -> dict[str, str]:
+    """What main.py puts in the environment of its steps (resolved once, for every step)."""
+    return {ENV_MODE: mode, ENV_PROJECT: project, ENV_GROUP: group, ENV_DIR: str(directory)}
+
+
+def prepare_pipeline(configured: str, project: str, group: str, directory: Path) -> str:
+    """main.py's part: resolve the mode, fail fast when online cannot work, hand it to the steps."""
+    key = api_key()
+    mode = resolve_mode(configured, key is not None)
+    if mode == "online":
+        entity = check_online(key)
+        log.info("W&B online as '%s': project '%s', group '%s'", entity, project, group)
+    elif mode == "offline":
+        log.info("W&B offline: runs are written under %s/wandb for a later `wandb sync`", directory)
+    os.environ.update(step_environment(mode, project, group, directory))
+    return mode
+
+
+# -- online decisions, kept apart from the network so they can be tested ------------------------
+def matching_version(digest: str, versions: Sequence[tuple[str, str]]) -> str | None:
+    """The W&B version (`v3`) whose content digest is `digest`, among (version, digest) pairs."""
+    return next((version for version, candidate in versions if candidate == digest), None)
+
+
+@dataclass(frozen=True)
+class AliasPlan:
+    """How to put an alias on the W&B version that holds some content."""
+
+    action: str  # "none", "add_alias" (an existing online version) or "log_with_alias"
+    version: str | None = None  # the W&B version to alias, for "add_alias"
+
+
+def alias_plan(mode: str, existing_version: str | None) -> AliasPlan:
+    """Online, an existing version gets the alias in place (`latest` stays where it is). Offline,
+    or when W&B never saw this content, logging the same files again with the alias lands on the
+    version of identical content (W&B deduplicates by digest), when the run is synced if offline.
+    """
+    if mode not in ("online", "offline"):
+        return AliasPlan("none")
+    if mode == "online" and existing_version is not None:
+        return AliasPlan("add_alias", existing_version)
+    return AliasPlan("log_with_alias")
+
+
+def use_plan(mode: str, existing_version: str | None) -> str | None:
+    """The reference to declare with `use_artifact`; None where W&B refuses it (offline) or
+    does not hold the content (it was produced with W&B off)."""
+    return existing_version if mode == "online" else None
+
+
+# -- the W&B run of one step --------------------------------------------------------------------
+class Mirror:
+    """The W&B run of one step process; every method does nothing when W&B is disabled."""
+
+    def __init__(self, run: Any = None, mode: str = "disabled") -> None:
+        self.run = run
+        self.mode = mode if run is not None else "disabled"
+        # Artifact versions and aliases wait for the step to succeed, as in MLflow: a failed step
+        # creates no version and moves no alias.
+        self._pending: list[Callable[[], None]] = []
+
+    @property
+    def enabled(self) -> bool:
+        return self.run is not None
+
+    @classmethod
+    def start(
+        cls,
+        step: str,
+        params: Mapping[str, Any],
+        run_id: str,
+        default_project: str,
+        mode: str | None = None,
+    ) -> Mirror:
+        """One `wandb.init` for the step; its id is the MLflow run id, so either finds the other."""
+        mode = resolve_mode(mode or os.environ.get(ENV_MODE) or "disabled", api_key() is not None)
+        if mode == "disabled":
+            return cls()
+        import wandb
+
+        directory = Path(os.environ.get(ENV_DIR) or Path.cwd())
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            run = wandb.init(
+                project=os.environ.get(ENV_PROJECT) or default_project,
+                group=os.environ.get(ENV_GROUP) or None,
+                job_type=step,
+                name=step,
+                id=run_id,
+                config=loggable(params),
+                dir=str(directory),
+                mode=mode,
+                # The in-process executor runs several steps at once in one process.
+                reinit="create_new",
+                # No system metadata: it records the command line, which may hold a secret.
+                settings=wandb.Settings(
+                    x_disable_meta=True, x_disable_stats=True, save_code=False, silent=True
+                ),
+            )
+        except Exception as e:
+            raise StepError(f"{step}: W&B ({mode}) could not start a run: {scrub(str(e))}") from e
+        return cls(run, mode)
+
+    def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
+        if not self.enabled or not values:
+            return
+        if step is None:
+            self.run.summary.update(dict(values))
+        else:
+            self.run.log(dict(values), step=step)
+
+    def log_figure(self, figure: Figure, filename: str) -> None:
+        if self.enabled:
+            import wandb
+
+            self.run.log({f"plots/{Path(filename).stem}": wandb.Image(figure)})
+
+    def _artifact(
+        self, name: str, path: Path, type: str, description: str, metadata: Mapping[str, Any]
+    ) -> Any:
+        import wandb
+
+        artifact = wandb.Artifact(
+            name, type=type or name, description=description or None, metadata=dict(metadata)
+        )
+        if path.is_dir():
+            artifact.add_dir(str(path))
+        else:
+            artifact.add_file(str(path))
+        return artifact
+
+    def log_artifact(
+        self,
+        name: str,
+        path: Path,
+        type: str,
+        description: str,
+        metadata: Mapping[str, Any],
+        aliases: Sequence[str] = (),
+    ) -> None:
+        """Log the files under the same name, type, description and metadata; `latest` is added.
+        The files are read now, the version is logged when the step has succeeded."""
+        if self.enabled:
+            artifact = self._artifact(name, path, type, description, metadata)
+            self._pending.append(lambda: self.run.log_artifact(artifact, aliases=["latest", *aliases]))
+
+    def _path(self, name: str, selector: str | None = None) -> str:
+        return f"{self.run.entity}/{self.run.project}/{name}" + (f":{selector}" if selector else "")
+
+    def _remote_version(self, version: ArtifactVersion, path: Path) -> str | None:
+        """Online: the W&B version holding the same files as `version`, found by content digest."""
+        import wandb
+
+        digest = self._artifact(version.name, path, version.type, "", {}).digest
+        api = wandb.Api(overrides={"entity": self.run.entity, "project": self.run.project})
+        try:
+            found = api.artifacts(version.type or version.name, self._path(version.name))
+            candidates = [(a.version, a.digest) for a in found]
+        except Exception as e:  # the collection does not exist yet
+            log.info("W&B has no artifact '%s' yet (%s)", version.name, type(e).__name__)
+            return None
+        return matching_version(digest, candidates)
+
+    def use(self, version: ArtifactVersion, path: Path) -> None:
+        """Online, declare the read on the same W&B version, so the lineage graph shows it."""
+        if self.mode != "online":
+            return
+        reference = use_plan(self.mode, self._remote_version(version, path))
+        if reference is None:
+            log.info(
+                "W&B holds no version with the content of %s: this read is not in its lineage", version.ref
+            )
+            return
+        self.run.use_artifact(f"{version.name}:{reference}")
+        log.info("W&B lineage: %s read as %s:%s", version.ref, version.name, reference)
+
+    def set_alias(self, version: ArtifactVersion, path: Path, alias: str) -> str | None:
+        """Put `alias` on the W&B version of `version`'s content; return the W&B version when known."""
+        if not self.enabled:
+            return None
+        existing = self._remote_version(version, path) if self.mode == "online" else None
+        plan = alias_plan(self.mode, existing)
+        if plan.action == "add_alias":
+            import wandb
+
+            remote = wandb.Api().artifact(self._path(version.name, plan.version))
+            if alias not in remote.aliases:
+                remote.aliases.append(alias)
+                self._pending.append(remote.save)
+        elif plan.action == "log_with_alias":
+            v = version
+            self.log_artifact(v.name, path, v.type, v.description, v.metadata, [alias])
+        log.info("W&B: %s is now '%s'%s", version.ref, alias, "" if self.mode == "online" else " (on sync)")
+        return plan.version
+
+    def record(self, values: Mapping[str, Any]) -> None:
+        if self.enabled:
+            self.run.summary.update(dict(values))
+
+    def finish(self, failed: bool, reason: str = "") -> None:
+        """Always called: a failed step's run is marked failed (exit code 1)."""
+        if not self.enabled:
+            return
+        try:
+            if failed and reason:
+                self.run.summary["error"] = scrub(reason)[:1000]
+            while not failed and self._pending:
+                self._pending.pop(0)()
+        finally:
+            self._pending.clear()
+            self.run.finish(exit_code=1 if failed else 0)
+            self.run = None
+
+
+def mirror_promotion(
+    version: ArtifactVersion, path: Path, alias: str = "prod", mirror: Mirror | None = None
+) -> None:
+    """Mirror a promotion: `alias` on the W&B version of the promoted model (in place online), and
+    the promoted version recorded in the W&B run. Without a step's mirror, a short run of job type
+    `promote` is opened (and finished) in the mode main.py or MLPIPE_WANDB_MODE set."""
+    own = mirror is None
+    if mirror is None:
+        mirror = Mirror.start(
+            "promote",
+            {"artifact": version.ref, "alias": alias},
+            run_id=f"promote-{version.digest[:12]}-{os.getpid()}",
+            default_project=os.environ.get(ENV_PROJECT) or "mlpipe",
+        )
+    failed = True
+    try:
+        if mirror.mode == "online":
+            reference = use_plan(mirror.mode, mirror._remote_version(version, path))
+            if reference is not None:
+                mirror.run.use_artifact(f"{version.name}:{reference}")
+        remote = mirror.set_alias(version, path, alias)
+        mirror.record(
+            {
+                f"promoted.{alias}": version.ref,
+                f"promoted.{alias}.digest": version.digest,
+                **({f"promoted.{alias}.wandb_version": remote} if remote else {}),
+            }
+        )
+        failed = False
+    finally:
+        if own:
+            mirror.finish(failed)

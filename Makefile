@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 STEPS ?= all
 HYDRA_OPTIONS ?=
 
-.PHONY: help install run test test-fast lint format bench ui clean
+.PHONY: help install run test test-fast lint format contracts new-step bench ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,13 @@ lint: install ## ruff check and format check
 
 format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+contracts: install ## Regenerate each component's MLproject and the README's step table from the contracts
+	PYTHONPATH=src $(BIN)/python -m mlpipe.pipeline.derived
+
+new-step: install ## Scaffold a runnable step: make new-step NAME=<name> [READS=<artifact>] [WRITES=<artifact>]
+	@test -n "$(NAME)" || { echo "usage: make new-step NAME=<name> [READS=<artifact>] [WRITES=<artifact>]"; exit 2; }
+	PYTHONPATH=src $(BIN)/python -m mlpipe.pipeline.scaffold $(NAME) --reads $(or $(READS),clean_data) $(if $(WRITES),--writes $(WRITES))
 
 bench: install ## Measure the pipeline against a plain script (benchmarks/)
 	$(BIN)/python benchmarks/pipeline_vs_script.py

@@ -222,3 +222,28 @@ def test_a_promotion_is_mirrored_to_wandb(
     assert run.summary["promoted.prod"] == promoted.ref
     assert run.summary["promoted.prod.digest"] == promoted.digest
     assert {"prod", "latest"} <= set(run.artifact("model_export").aliases)
+
+
+@pytest.mark.slow
+def test_any_metric_test_model_logs_can_gate_a_promotion(tmp_path: Path) -> None:
+    """One scoring path: promote scores as test_model does, so ROC AUC (which needs the class
+    probabilities) gates a classifier's promotion with the value test_model logged."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    fast = [
+        "dataset=penguins",
+        "main.executor=inprocess",
+        "model.estimator.n_estimators=5",
+        "model.estimator.n_jobs=1",
+    ]
+    done = run_main(fast, uri, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_main([*fast, "main.steps=promote", "promote.gate_metric=roc_auc"], uri, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("penguins").experiment_id
+    tested, promoted = (
+        client.search_runs([experiment], f"tags.`mlpipe.step` = '{step}'")[0]
+        for step in ("test_model", "promote")
+    )
+    assert promoted.data.tags["decision"] == "promoted"
+    assert promoted.data.metrics["candidate_roc_auc"] == pytest.approx(tested.data.metrics["roc_auc"])

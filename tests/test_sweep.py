@@ -153,3 +153,31 @@ def test_optuna_sweep_minimizes_the_returned_objective(trained_store: TrainedSto
     best = OmegaConf.load(sweep_dir / "optimization_results.yaml")
     assert best.best_value == pytest.approx(float(rows[0]["val_mae"]))
     assert best.best_value == min(float(r["val_mae"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_optuna_maximizes_when_the_dataset_says_so(tmp_path: Path) -> None:
+    """penguins' metric is val_accuracy, up: the search's direction follows the dataset."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    fast = [
+        "dataset=penguins",
+        "main.executor=inprocess",
+        "model.estimator.n_estimators=5",
+        "model.estimator.n_jobs=1",
+    ]
+    done = run_main([*fast, "main.steps='download,basic_cleaning,data_check,data_split'"], uri, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep_dir = tmp_path / "optuna"
+    search = ["hparams_search=random_forest_optuna", "main.steps=train", "hydra.sweeper.n_trials=4"]
+    done = run_main([*fast, *search, f"hydra.sweep.dir={sweep_dir}"], uri, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    accuracies = [float(r["val_accuracy"]) for r in read_summary(sweep_dir)]
+    best = OmegaConf.load(sweep_dir / "optimization_results.yaml").best_value
+    assert best == max(accuracies) and best > min(accuracies)
+
+    done = run_main([*fast, *search, "hydra.sweeper.direction=minimize"], uri, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: main: hydra.sweeper.direction is 'minimize' but main.objective.direction (val_accuracy) "
+        "is 'maximize'; leave the sweeper's direction to follow it"
+    )

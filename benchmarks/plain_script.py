@@ -15,7 +15,6 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from mlpipe.data.kinds.table.cleaning import clean
-from mlpipe.data.kinds.table.columns import model_frame
 from mlpipe.data.spec import DatasetSpec
 from mlpipe.data.splitting import split
 from mlpipe.models.evaluation import regression_metrics
@@ -33,11 +32,11 @@ def main(overrides: list[str]) -> float:
     trainval, test = split(data, cfg.data_split.test_size, cfg.data_split.random_seed, stratify, "plain")
     train, _ = split(trainval, cfg.train.val_size, cfg.train.random_seed, cfg.train.stratify_by, "plain")
     model = build_model(spec, OmegaConf.to_container(cfg.model, resolve=True))
-    model.fit(model_frame(train, spec), train[spec.target])
+    model.fit(train, train[spec.target])
     with tempfile.TemporaryDirectory() as tmp:
         path = export_sklearn(model, spec, train.head(5), trainval[spec.target], Path(tmp) / "model")
         reloaded = mlflow.pyfunc.load_model(str(path))
-        mae = regression_metrics(test[spec.target], reloaded.predict(model_frame(test, spec)))["mae"]
+        mae = regression_metrics(test[spec.target], reloaded.predict(test))["mae"]
     print(f"test mae {mae:.3f}")
     return mae
 

@@ -21,7 +21,6 @@ from bench_utils import ROOT, project_env, timed
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from mlpipe.data.kinds.table.columns import model_frame
 from mlpipe.data.spec import DatasetSpec
 from mlpipe.data.splitting import split
 from mlpipe.data.tables import read_table
@@ -61,8 +60,8 @@ def in_process_fit_seconds(store: ArtifactStore, overrides: str, root: Path, n_e
     train, val = split(trainval, float(cfg.train.val_size), int(cfg.train.random_seed), None, "benchmark")
     started = time.perf_counter()
     model = build_model(spec, load_model_config(model_file, spec))
-    model.fit(model_frame(train, spec), train[spec.target])
-    model.predict(model_frame(val, spec))
+    model.fit(train, train[spec.target])
+    model.predict(val)
     return time.perf_counter() - started
 
 

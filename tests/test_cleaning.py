@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 
 from mlpipe.data.kinds.table.cleaning import clean
-from mlpipe.data.kinds.table.columns import model_frame
 from mlpipe.data.spec import DatasetSpec
 from mlpipe.errors import StepError
-from mlpipe.models.sklearn_model import signature
+from mlpipe.models.sklearn_model import signature as signature_of
 
 
 def test_bounds_dates_duplicates_and_the_report(nyc_small: pd.DataFrame, nyc_spec: DatasetSpec):
@@ -63,16 +62,14 @@ def test_numbers_written_as_text_are_accepted(nyc_small: pd.DataFrame, nyc_spec:
     assert pd.api.types.is_numeric_dtype(df.price)
 
 
-def test_model_frame_and_signature_follow_the_schema(nyc_small: pd.DataFrame, nyc_spec: DatasetSpec):
-    df = clean(nyc_small, nyc_spec, "w").data
-    frame = model_frame(df, nyc_spec)
-    assert list(frame.columns) == nyc_spec.features
-    assert "price" not in frame and "id" not in frame and "host_name" not in frame
-    assert all(frame[c].dtype == "float64" for c in nyc_spec.roles["numeric"])
-    assert frame.last_review.dropna().str.match(r"^\d{4}-\d{2}-\d{2}$").all()
-    inputs = signature(nyc_spec, "double", predict_methods=False).inputs
-    assert {c.name: c.type.name for c in inputs.inputs}["minimum_nights"] == "double"
-    assert inputs.input_names() == nyc_spec.features
+def test_the_signature_names_the_features_and_leaves_their_values_to_the_model(nyc_spec: DatasetSpec):
+    signature = signature_of(nyc_spec, "double", predict_methods=False)
+    assert signature.inputs.input_names() == nyc_spec.features
+    assert {c.type.to_dict()["type"] for c in signature.inputs.inputs} == {"any"}
+    assert signature.params is None
+    assert (
+        signature_of(nyc_spec, "string", predict_methods=True).params.to_dict()[0]["name"] == "predict_method"
+    )
 
 
 def test_config_errors_name_the_problem():

@@ -13,7 +13,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from mlpipe.data.kinds.table.cleaning import clean
-from mlpipe.data.kinds.table.columns import model_frame
 from mlpipe.data.spec import DatasetSpec
 from mlpipe.errors import StepError
 from mlpipe.models.sklearn_model import build_model, export_sklearn, load_model_config
@@ -42,7 +41,7 @@ def test_preprocessing_has_a_branch_per_role(nyc_spec: DatasetSpec, nyc_clean: p
     model = build_model(nyc_spec, small_config())
     branches = [name for name, _, _ in model.named_steps["preprocess"].transformers]
     assert branches == ["numeric", "categorical", "ordinal", "text_name", "date"]
-    model.fit(model_frame(nyc_clean, nyc_spec), nyc_clean.price)
+    model.fit(nyc_clean, nyc_clean.price)
     names = model.named_steps["preprocess"].get_feature_names_out()
     assert sum(n.startswith("text_name__") for n in names) == 30  # tfidf_max_features
     assert "date__last_review_days_since" in names
@@ -51,29 +50,29 @@ def test_preprocessing_has_a_branch_per_role(nyc_spec: DatasetSpec, nyc_clean: p
 def test_tfidf_size_comes_from_config(nyc_spec: DatasetSpec, nyc_clean: pd.DataFrame):
     config = small_config()
     config["preprocessing"]["tfidf_max_features"] = 7
-    model = build_model(nyc_spec, config).fit(model_frame(nyc_clean, nyc_spec), nyc_clean.price)
+    model = build_model(nyc_spec, config).fit(nyc_clean, nyc_clean.price)
     names = model.named_steps["preprocess"].get_feature_names_out()
     assert sum(n.startswith("text_name__") for n in names) == 7
 
 
 def test_unseen_categories_and_missing_values_are_handled(nyc_spec: DatasetSpec, nyc_clean: pd.DataFrame):
-    model = build_model(nyc_spec, small_config()).fit(model_frame(nyc_clean, nyc_spec), nyc_clean.price)
+    model = build_model(nyc_spec, small_config()).fit(nyc_clean, nyc_clean.price)
     odd = nyc_clean.head(3).copy()
     odd["neighbourhood_group"] = ["Atlantis", None, "Bronx"]
     odd["room_type"] = ["Castle", None, "Shared room"]
     odd["last_review"] = [pd.NaT, pd.Timestamp("2019-01-01"), pd.NaT]
     odd["reviews_per_month"] = np.nan
     odd["name"] = None
-    assert np.isfinite(model.predict(model_frame(odd, nyc_spec))).all()
+    assert np.isfinite(model.predict(odd)).all()
 
 
 def test_export_reloads_in_a_fresh_process(nyc_spec: DatasetSpec, nyc_clean: pd.DataFrame, tmp_path: Path):
-    model = build_model(nyc_spec, small_config()).fit(model_frame(nyc_clean, nyc_spec), nyc_clean.price)
+    model = build_model(nyc_spec, small_config()).fit(nyc_clean, nyc_clean.price)
     path = export_sklearn(model, nyc_spec, nyc_clean.head(5), nyc_clean.price, tmp_path / "model")
     mlmodel = (path / "MLmodel").read_text()
     assert "serialization_format: cloudpickle" in mlmodel and "signature" in mlmodel
     assert (path / "code" / "mlpipe" / "models" / "features.py").is_file()  # loads without the project
-    rows = model_frame(nyc_clean.tail(20), nyc_spec)
+    rows = nyc_clean.tail(20)
     request = tmp_path / "rows.parquet"
     rows.to_parquet(request)
     out = subprocess.run(
@@ -92,8 +91,8 @@ def test_classifier_for_a_classification_dataset(penguins_spec: DatasetSpec):
     data = clean(load_penguins(), penguins_spec, "test").data
     model = build_model(penguins_spec, small_config("penguins"))
     assert type(model.named_steps["estimator"]).__name__ == "RandomForestClassifier"
-    model.fit(model_frame(data, penguins_spec), data.species)
-    assert set(model.predict(model_frame(data, penguins_spec))) <= {"Adelie", "Chinstrap", "Gentoo"}
+    model.fit(data, data.species)
+    assert set(model.predict(data)) <= {"Adelie", "Chinstrap", "Gentoo"}
 
 
 def test_model_config_errors(nyc_spec: DatasetSpec, tmp_path: Path):

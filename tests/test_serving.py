@@ -21,8 +21,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe.data.kinds.table.columns import model_frame
-from mlpipe.data.spec import DatasetSpec
 from mlpipe.data.tables import read_table
 from mlpipe.tracking.artifacts import ArtifactStore
 from tests.conftest import DATASETS, TrainedStore, load_component, run_component_params, subprocess_env
@@ -37,7 +35,8 @@ def free_port() -> int:
 
 
 def post(url: str, frame: pd.DataFrame) -> tuple[int, Any]:
-    body = json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
+    split = json.loads(frame.to_json(orient="split", index=False, date_format="iso"))  # dates as text
+    body = json.dumps({"dataframe_split": split}).encode()
     request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -48,7 +47,7 @@ def post(url: str, frame: pd.DataFrame) -> tuple[int, Any]:
 
 @pytest.fixture
 def prod_model(trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pd.DataFrame:
-    """Promote the good model under NAME; return rows of the test set as the model takes them."""
+    """Promote the good model under NAME; return rows of the test set as they are stored."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_store.uri)
     mlflow.set_tracking_uri(trained_store.uri)
     client = mlflow.MlflowClient(trained_store.uri)
@@ -72,7 +71,7 @@ def prod_model(trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp
         mlflow.end_run()
     store = ArtifactStore(experiment_id, client)
     test = read_table(store.download(store.resolve("test_data:latest"), tmp_path / "test"), "test_data")
-    return model_frame(test.head(20), DatasetSpec.from_file(DATASETS / "nyc_airbnb.yaml"))
+    return test.head(20)
 
 
 @contextmanager

@@ -1,34 +1,28 @@
-"""basic_cleaning: validate the raw data and drop what the dataset config says is not usable."""
+"""basic_cleaning: checks the required columns and numeric types, drops rows outside the configured
+bounds (and rows without a target), parses dates, drops exact duplicates (images: decodes them,
+resized when `image.size` says so, and drops identical ones); logs rows in and out and what each
+rule dropped."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlpipe.pipeline.contract import ProjectPath, StepContract, dataset_config, reads, writes
+from mlpipe.pipeline.contract import StepContract, StepParams, reads, writes
 from mlpipe.pipeline.step import run_script, step_run
 
 
 @dataclass(frozen=True)
-class Params:
+class Params(StepParams):
     input_artifact: str = reads("raw_data")
     output_artifact: str = writes("clean_data")
-    dataset_config: ProjectPath = dataset_config()
 
 
-CONTRACT = StepContract(
-    "basic_cleaning",
-    Params,
-    summary="checks the required columns and numeric types, drops rows outside the configured bounds "
-    "(and rows without a target), parses dates, drops exact duplicates (images: decodes them, resized "
-    "when `image.size` says so, and drops identical ones); logs rows in and out and what each rule dropped",
-)
+CONTRACT = StepContract("basic_cleaning", Params, __doc__)
 
 
 def run(params: Params) -> None:
-    from mlpipe.data.spec import DatasetSpec
-
     with step_run(CONTRACT, params) as step:
-        spec = DatasetSpec.from_file(params.dataset_config)
+        spec = step.spec
         version, path = step.use(params.input_artifact)
         cleaned = spec.kind.clean(path, spec, step.workdir, step.context(f"{version.ref} ({path.name})"))
         step.log.info("%s: %s", version.ref, cleaned.describe())
@@ -39,7 +33,6 @@ def run(params: Params) -> None:
             "cleaning_report.json",
         )
         step.log_data(
-            spec,
             cleaned.data,
             params.output_artifact,
             type="clean_data",

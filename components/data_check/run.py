@@ -1,7 +1,7 @@
-"""data_check: run the data tests (pytest) on the clean data against the reference version.
-
-On the first run, when no version holds the reference alias, the checked data becomes it.
-"""
+"""data_check: runs the data tests (pytest): those of the dataset's kind (columns and types, known
+categories, value ranges; image classes, shape, pixels) and those of every kind: row count, and
+drift against the version aliased `reference` (KL divergence of category distributions, KS test on
+numbers). On the first run the checked data becomes the reference."""
 
 from __future__ import annotations
 
@@ -12,25 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from mlpipe.data.drift import DriftThresholds
-from mlpipe.pipeline.contract import ProjectPath, StepContract, dataset_config, param, reads
+from mlpipe.pipeline.contract import StepContract, StepParams, param, reads
 from mlpipe.pipeline.step import run_script, step_run
 
 
 @dataclass(frozen=True)
-class Params(DriftThresholds):
+class Params(StepParams, DriftThresholds):
     input_artifact: str = reads("clean_data", "Reference of the data to check")
     reference_alias: str = param("Alias of the version the data is compared with (set on the first run)")
-    dataset_config: ProjectPath = dataset_config()
 
 
-CONTRACT = StepContract(
-    "data_check",
-    Params,
-    summary="runs the data tests (pytest): those of the dataset's kind (columns and types, known "
-    "categories, value ranges; image classes, shape, pixels) and those of every kind: row count, and "
-    "drift against the version aliased `reference` (KL divergence of category distributions, KS test "
-    "on numbers). On the first run the checked data becomes the reference",
-)
+CONTRACT = StepContract("data_check", Params, __doc__)
 
 
 class FailureCollector:
@@ -53,11 +45,9 @@ def run(params: Params) -> None:
     import pytest
 
     from mlpipe.data import check_fixtures, checks
-    from mlpipe.data.spec import DatasetSpec
     from mlpipe.errors import StepError
 
     with step_run(CONTRACT, params) as step:
-        spec = DatasetSpec.from_file(params.dataset_config)
         version, data_path = step.use(params.input_artifact)
         reference = step.store.find(f"{version.name}:{params.reference_alias}")
         thresholds = {f.name: getattr(params, f.name) for f in dataclasses.fields(DriftThresholds)}
@@ -79,7 +69,7 @@ def run(params: Params) -> None:
             _, ref_path = step.use(reference.ref)
             options.append(f"--ref={ref_path}")
         collector = FailureCollector()
-        tests = [Path(checks.__file__), spec.kind.checks]
+        tests = [Path(checks.__file__), step.spec.kind.checks]
         ini = step.workdir / "pytest.ini"  # an empty config: not the project's own test settings
         ini.write_text("[pytest]\n")
         code = pytest.main(

@@ -1,37 +1,31 @@
-"""data_split: hold out a test set; the rest is trainval (training splits off validation)."""
+"""data_split: holds out a test set (`data_split.test_size`, `random_seed`, `stratify_by`); the rest
+is trainval (training splits off its validation rows)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlpipe.pipeline.contract import ProjectPath, StepContract, dataset_config, param, reads, writes
+from mlpipe.pipeline.contract import StepContract, StepParams, param, reads, writes
 from mlpipe.pipeline.step import run_script, step_run
 
 
 @dataclass(frozen=True)
-class Params:
+class Params(StepParams):
     input_artifact: str = reads("clean_data", "Reference of the clean data to split")
     trainval_artifact: str = writes("trainval_data")
     test_artifact: str = writes("test_data")
     test_size: float = param("Fraction of rows held out for the test step")
     random_seed: int = param("Seed of the split")
     stratify_by: str | None = param("Column to stratify by (null: none); images split by class when set")
-    dataset_config: ProjectPath = dataset_config()
 
 
-CONTRACT = StepContract(
-    "data_split",
-    Params,
-    summary="holds out a test set (`data_split.test_size`, `random_seed`, `stratify_by`)",
-)
+CONTRACT = StepContract("data_split", Params, __doc__)
 
 
 def run(params: Params) -> None:
-    from mlpipe.data.spec import DatasetSpec
-
     with step_run(CONTRACT, params) as step:
-        spec = DatasetSpec.from_file(params.dataset_config)
-        version, data = step.read_data(params.input_artifact, spec)
+        spec = step.spec
+        version, data = step.read_data(params.input_artifact)
         where = step.context(f"{version.ref} ({version.file})")
         trainval, test = spec.kind.split(
             data, params.test_size, params.random_seed, params.stratify_by, where
@@ -51,7 +45,7 @@ def run(params: Params) -> None:
             (trainval, params.trainval_artifact, "trainval_data", "Training and validation rows"),
             (test, params.test_artifact, "test_data", "Held-out test rows"),
         ):
-            step.log_data(spec, part, name, type=kind, description=f"{what} of {version.ref}", metadata=meta)
+            step.log_data(part, name, type=kind, description=f"{what} of {version.ref}", metadata=meta)
 
 
 if __name__ == "__main__":

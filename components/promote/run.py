@@ -1,21 +1,25 @@
-"""promote: register the best model export and move the `prod` alias to it if it passes the gate
-(scored against the current prod on the same test data), or roll `prod` back."""
+"""promote: picks the best model export among the candidates, scores it and the current `prod` model
+through their pyfunc flavor on the same test data, and moves `prod` in the Model Registry when the
+candidate passes the gate (or rolls `prod` back); runs only when named, never reused from the cache."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from mlpipe.pipeline.contract import ProjectPath, StepContract, dataset_config, param, reads
+from mlpipe.pipeline.contract import StepContract, StepParams, param, reads
 from mlpipe.pipeline.step import Step, run_script, step_run
 from mlpipe.tracking import promotion, wandb_mirror
 
+if TYPE_CHECKING:
+    from mlpipe.data.spec import DatasetSpec
+
 
 @dataclass(frozen=True)
-class Params:
+class Params(StepParams):
     model_name: str = param("Name in the MLflow Model Registry")
     candidates: str = param("experiment, sweep:last, sweep:<sweep dir> or runs:<id>,<id>,...")
     metric: str = param("Metric of the train runs that picks the best candidate")
@@ -29,18 +33,9 @@ class Params:
         "model_export", "Model export of the pipeline run (orders promote after train)"
     )
     test_artifact: str = reads("test_data")
-    dataset_config: ProjectPath = dataset_config()
 
 
-CONTRACT = StepContract(
-    "promote",
-    Params,
-    summary="picks the best model export among the candidates, scores it and the current `prod` model "
-    "through their pyfunc flavor on the same test data, and moves `prod` in the Model Registry when the "
-    "candidate passes the gate (or rolls `prod` back); runs only when named, never reused from the cache",
-    opt_in=True,
-    side_effects=True,
-)
+CONTRACT = StepContract("promote", Params, __doc__, opt_in=True, side_effects=True)
 
 
 def mirror_move(step: Step, record: dict, alias: str) -> None:
@@ -73,7 +68,7 @@ def roll_back(step: Step, client: MlflowClient, params: Params) -> None:
     )
 
 
-def gate_score(model: str, test: Any, spec: Any, metric: str, what: str) -> float:
+def gate_score(model: str, test: Any, spec: DatasetSpec, metric: str, what: str) -> float:
     """`metric`, as test_model would log it, of a model scored on the test data."""
     from mlpipe.models import scoring
 
@@ -81,14 +76,12 @@ def gate_score(model: str, test: Any, spec: Any, metric: str, what: str) -> floa
 
 
 def run(params: Params) -> None:
-    from mlpipe.data.spec import DatasetSpec
-
     with step_run(CONTRACT, params) as step:
         client = MlflowClient()
         if params.rollback:
             roll_back(step, client, params)
             return
-        spec = DatasetSpec.from_file(params.dataset_config)
+        spec = step.spec
         if params.candidates == "artifact":
             version = step.store.resolve(params.model_artifact)
             chosen = promotion.Candidate(version.run_id, float("nan"), version)
@@ -106,7 +99,7 @@ def run(params: Params) -> None:
                 chosen.value,
             )
         step.store.record_use(step.run_id, chosen.version)
-        test_version, test = step.read_data(params.test_artifact, spec)
+        test_version, test = step.read_data(params.test_artifact)
         candidate_score = gate_score(chosen.version.uri, test, spec, params.gate_metric, chosen.version.ref)
         step.log_metrics({f"candidate_{params.gate_metric}": candidate_score})
         with promotion.promotion_lock(client, params.model_name):

@@ -1,47 +1,41 @@
-"""test_model: load the exported model from the artifact store and score the held-out test set."""
+"""test_model: loads the exported model from the artifact store through its pyfunc flavor, as
+serving does, and scores the test set: MAE, RMSE, R2 and a predicted-vs-actual plot for regression;
+accuracy, macro F1, ROC AUC, a per-label table and a confusion matrix for classification. An image
+model is also loaded with plain torch in a fresh process, which must agree."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlpipe.pipeline.contract import ProjectPath, StepContract, dataset_config, reads
+from mlpipe.pipeline.contract import StepContract, StepParams, reads
 from mlpipe.pipeline.step import run_script, step_run
 
 FRESH_PROCESS_TOLERANCE = 1e-5
 
 
 @dataclass(frozen=True)
-class Params:
+class Params(StepParams):
     model_artifact: str = reads(
         "model_export",
         "Reference of the exported model (model_export:auto: this run's, else prod, else latest)",
     )
     test_artifact: str = reads("test_data")
-    dataset_config: ProjectPath = dataset_config()
 
 
-CONTRACT = StepContract(
-    "test_model",
-    Params,
-    summary="loads the exported model from the artifact store through its pyfunc flavor, as serving "
-    "does, and scores the test set: MAE, RMSE, R2 and a predicted-vs-actual plot for regression; "
-    "accuracy, macro F1, ROC AUC, a per-label table and a confusion matrix for classification. An "
-    "image model is also loaded with plain torch in a fresh process, which must agree",
-    after=("promote",),  # with both selected, test what promote left in prod
-)
+# With promote selected too, test what promote left in prod.
+CONTRACT = StepContract("test_model", Params, __doc__, after=("promote",))
 
 
 def run(params: Params) -> None:
     import mlflow
 
-    from mlpipe.data.spec import DatasetSpec
     from mlpipe.errors import StepError
     from mlpipe.models import evaluation, scoring
 
     with step_run(CONTRACT, params) as step:
-        spec = DatasetSpec.from_file(params.dataset_config)
+        spec = step.spec
         model_version, model_path = step.use(params.model_artifact)
-        test_version, test = step.read_data(params.test_artifact, spec)
+        test_version, test = step.read_data(params.test_artifact)
         prediction, scores = scoring.evaluate(scoring.load(model_path), test, spec)
         fresh = scoring.check_in_fresh_process(model_path, test, spec, prediction)
         if fresh is not None:

@@ -1,5 +1,6 @@
-"""train (tables): fit the scikit-learn pipeline from config, validate it, export it as an MLflow
-model."""
+"""train (tables): splits off validation rows, builds the `ColumnTransformer` pipeline from the
+column roles and the estimator from the model config's `_target_`, logs validation metrics and a
+feature-importance plot, exports an MLflow model with a signature and an input example."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from mlpipe.pipeline.train_step import TrainParams
 CONTRACT = StepContract(
     "train",
     TrainParams,
-    summary="splits off validation rows, builds the `ColumnTransformer` pipeline from the column roles "
-    "and the estimator from the model config's `_target_`, logs validation metrics and a "
-    "feature-importance plot, exports an MLflow model with a signature and an input example",
+    __doc__,
     after=("data_check",),  # never train on data that failed its checks
 )
 
@@ -22,15 +21,14 @@ CONTRACT = StepContract(
 def run(params: TrainParams) -> None:
     import numpy as np
 
-    from mlpipe.data.spec import DatasetSpec
     from mlpipe.models import evaluation, scoring
     from mlpipe.models.sklearn_model import build_model, export_sklearn, load_model_config
 
     with step_run(CONTRACT, params) as step:
-        spec = DatasetSpec.from_file(params.dataset_config)
+        spec = step.spec
         model_config = load_model_config(Path(params.model_config), spec)
         step.log_json(model_config, "model_config.json")
-        version, trainval = step.read_data(params.trainval_artifact, spec)
+        version, trainval = step.read_data(params.trainval_artifact)
         where = step.context(f"{version.ref} (train/validation split)")
         train, val = spec.kind.split(trainval, params.val_size, params.random_seed, params.stratify_by, where)
         model = build_model(spec, model_config)

@@ -1,5 +1,6 @@
-"""train (images): fit the torch network from config, validate it, export the scripted
-preprocessing + network + softmax as an MLflow pytorch model."""
+"""train (images): trains the image network from config (early stopping on the validation loss),
+checks the scripted `Sequential` (resize, normalize, network, softmax) against the eager one, and
+exports it with a tensor signature."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from mlpipe.pipeline.train_step import TrainParams
 CONTRACT = StepContract(
     "train",
     TrainParams,
-    summary="trains the image network from config (early stopping on the validation loss), checks the "
-    "scripted `Sequential` (resize, normalize, network, softmax) against the eager one, and exports it "
-    "with a tensor signature",
+    __doc__,
     after=("data_check",),  # never train on data that failed its checks
     compose=("dataset=digits", "model=cnn"),
 )
@@ -26,7 +25,6 @@ def run(params: TrainParams) -> None:
     import numpy as np
     import torch
 
-    from mlpipe.data.spec import DatasetSpec
     from mlpipe.models import evaluation
     from mlpipe.models.model_config import resolve_model_config
     from mlpipe.models.torch_export import export_model
@@ -44,10 +42,10 @@ def run(params: TrainParams) -> None:
 
     seed = params.random_seed
     with step_run(CONTRACT, params) as step:
-        spec = DatasetSpec.from_file(params.dataset_config)
+        spec = step.spec
         config = resolve_model_config(Path(params.model_config), spec)
         step.log_json(config, "model_config.json")
-        version, trainval = step.read_data(params.trainval_artifact, spec)
+        version, trainval = step.read_data(params.trainval_artifact)
         where = step.context(f"{version.ref} (train/validation split)")
         train_set, val_set = spec.kind.split(trainval, params.val_size, seed, params.stratify_by, where)
         classes = trainval.classes

@@ -6,7 +6,7 @@ tests every kind runs (`data/checks.py`). A data scientist runs the same tests b
 
     pytest -p mlpipe.data.check_fixtures src/mlpipe/data/checks.py src/mlpipe/data/kinds/table/checks.py \
         --data clean.parquet --ref ref.parquet --dataset-config conf/dataset/nyc_airbnb.yaml \
-        --thresholds '{"kl_threshold": 0.2, "ks_alpha": 0.001, "ks_sample_size": 2000}'
+        --thresholds "$(cat thresholds.json)"   # mlpipe.data.drift.DriftThresholds as JSON
 """
 
 from __future__ import annotations

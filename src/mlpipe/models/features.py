@@ -1,7 +1,10 @@
 """The scikit-learn preprocessing built from column roles, plus the custom transformers.
 
-Custom transformers live here (an importable module) so an exported model loads anywhere the
-package is, and the exported model carries this package with it (`code_paths`).
+The model's first stage (`ModelInput`) takes the table as it was read (any extra columns,
+integers or floats, text, missing values) and hands the feature columns on with numbers as numbers,
+so training, testing and every client of the exported model give it the same rows. Custom
+transformers live here (an importable module) so an exported model loads anywhere the package is,
+and the exported model carries this package with it (`code_paths`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,45 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
 
-from mlpipe.data.kinds.table.columns import as_strings
-from mlpipe.data.spec import DatasetSpec
+from mlpipe.data.kinds.table.columns import as_strings, numbers
+from mlpipe.data.spec import FEATURE_ROLES, DatasetSpec
+from mlpipe.errors import StepError
+
+INPUT = "model input"  # how the first stage's error lines start
+
+
+class ModelInput(TransformerMixin, BaseEstimator):
+    """The feature columns of a table (extra columns are left out), numeric ones as numbers: a
+    float in a column of integers is used as a float, never truncated; a value that is not a number
+    is refused with one line naming its column and row."""
+
+    def __init__(self, features: list[str] | None = None, numeric: list[str] | None = None) -> None:
+        self.features = features
+        self.numeric = numeric
+
+    def fit(self, X: Any, y: Any = None) -> ModelInput:
+        return self
+
+    def transform(self, X: Any) -> pd.DataFrame:
+        frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+        features, numeric = list(self.features or []), set(self.numeric or [])
+        missing = [c for c in features if c not in frame.columns]
+        if missing:
+            raise StepError(
+                f"{INPUT} lacks column(s) {', '.join(map(repr, missing))}; it needs {', '.join(features)}"
+            )
+        out = frame[features].copy()
+        for column in features:
+            if column in numeric:
+                out[column] = numbers(out[column], INPUT).astype("float64")
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(self.features or [], dtype=object)
+
+
+def model_input(spec: DatasetSpec) -> ModelInput:
+    return ModelInput([c for role in FEATURE_ROLES for c in spec.roles[role]], list(spec.roles["numeric"]))
 
 
 def string_frame(X: Any) -> pd.DataFrame:

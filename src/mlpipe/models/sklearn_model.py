@@ -11,10 +11,9 @@ from hydra.utils import instantiate
 from sklearn.pipeline import Pipeline
 
 import mlpipe
-from mlpipe.data.kinds.table.columns import model_frame
 from mlpipe.data.spec import FEATURE_ROLES, DatasetSpec
 from mlpipe.errors import StepError
-from mlpipe.models.features import build_preprocessor
+from mlpipe.models.features import build_preprocessor, model_input
 from mlpipe.models.model_config import pinned_requirements, resolve_model_config
 
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")
@@ -37,7 +36,7 @@ def build_model(spec: DatasetSpec, model_config: dict[str, Any]) -> Pipeline:
             f"model config: cannot build estimator {model_config['estimator']['_target_']}: {first}"
         ) from e
     preprocessor = build_preprocessor(spec, dict(model_config.get("preprocessing") or {}))
-    return Pipeline([("preprocess", preprocessor), ("estimator", estimator)])
+    return Pipeline([("input", model_input(spec)), ("preprocess", preprocessor), ("estimator", estimator)])
 
 
 def output_type(target: pd.Series) -> str:
@@ -46,17 +45,27 @@ def output_type(target: pd.Series) -> str:
     return "long" if pd.api.types.is_integer_dtype(target) else "string"
 
 
-def signature(spec: DatasetSpec, output: str, predict_methods: bool):  # -> ModelSignature
-    """The exported model's signature, from the schema, never inferred from data. A classifier
-    takes `predict_method` (`predict` or `predict_proba`) as a parameter."""
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+# What each role of input column accepts (the model's first stage checks it, see features.ModelInput).
+ACCEPTS = {
+    "numeric": "a number: integer or float (a float is never truncated), or missing",
+    "categorical": "a category: text (a number is read as its text), or missing",
+    "ordinal": "one of the ordered categories as text, or missing (an unknown one is coded -1)",
+    "text": "free text, or missing",
+    "date": "a date (YYYY-MM-DD, or any form pandas parses), or missing",
+}
 
-    inputs = [
-        ColSpec("double" if role == "numeric" else "string", column)
-        for role in FEATURE_ROLES
-        for column in spec.roles[role]
-    ]
+
+def signature(spec: DatasetSpec, output: str, predict_methods: bool):  # -> ModelSignature
+    """The exported model's signature, from the schema, never inferred from data: the feature
+    columns it requires, of type `any`. MLflow's own types cannot take a table as users have it:
+    it refuses int64 for a `double` column, silently truncates a float sent in JSON to a `long`
+    one, and refuses a text column read as floats because every value is missing; the model's
+    first stage checks each value instead (`ACCEPTS`), for every client alike. A classifier takes
+    `predict_method` (`predict` or `predict_proba`) as a parameter."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
+
+    inputs = [ColSpec(AnyType(), column) for role in FEATURE_ROLES for column in spec.roles[role]]
     params = ParamSchema([ParamSpec("predict_method", "string", "predict")]) if predict_methods else None
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec(output)]), params=params)
 
@@ -79,10 +88,15 @@ def export_sklearn(
         str(path),
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
         signature=signature(spec, output_type(target), predict_methods=classes is not None),
-        input_example=model_frame(example, spec),
+        input_example=example[spec.features],
         code_paths=[str(Path(mlpipe.__file__).parent)],
         pip_requirements=pinned_requirements(MODEL_REQUIREMENTS),
-        metadata={"task": spec.task, "target": spec.target, **({"classes": classes} if classes else {})},
+        metadata={
+            "task": spec.task,
+            "target": spec.target,
+            "inputs": {c: ACCEPTS[role] for role in FEATURE_ROLES for c in spec.roles[role]},
+            **({"classes": classes} if classes else {}),
+        },
     )
     # The sklearn flavor stays (mlflow.sklearn.load_model works); pyfunc loads through ours.
     mlmodel = Model.load(str(path / "MLmodel"))

@@ -1,7 +1,8 @@
 """How MLflow's pyfunc flavor runs an exported scikit-learn model (its MLmodel file names this
 module): `predict` as scikit-learn's, and with `params={"predict_method": "predict_proba"}` the
-class probabilities, one column per class. It ships inside the model (`code/`), so serving needs
-only the model's own requirements."""
+class probabilities, one column per class. Bad input (a value that is not a number, a missing
+column) is MLflow's invalid-input error, which a server answers with 400 and the line naming the
+column. It ships inside the model (`code/`), so serving needs only the model's requirements."""
 
 from __future__ import annotations
 
@@ -20,19 +21,23 @@ class SklearnPyfunc:
         return self.model
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        from mlpipe.errors import StepError
+
         method = (params or {}).get("predict_method", "predict")
         if method not in PREDICT_METHODS:
-            from mlflow.exceptions import MlflowException
-
             raise MlflowException.invalid_parameter_value(
                 f"predict_method '{method}': expected one of {', '.join(PREDICT_METHODS)}"
             )
-        if method == "predict_proba":
-            columns = [str(c) for c in self.model.classes_]
-            return pd.DataFrame(
-                self.model.predict_proba(data), columns=columns, index=getattr(data, "index", None)
-            )
-        return self.model.predict(data)
+        try:
+            if method == "predict_proba":
+                columns = [str(c) for c in self.model.classes_]
+                index = getattr(data, "index", None)
+                return pd.DataFrame(self.model.predict_proba(data), columns=columns, index=index)
+            return self.model.predict(data)
+        except StepError as e:  # the model's first stage refused a value: the client's to fix
+            raise MlflowException.invalid_parameter_value(str(e)) from e
 
 
 def _load_pyfunc(path: str) -> SklearnPyfunc:

@@ -49,14 +49,18 @@ def writes(artifact: str, help: str = "") -> Any:
     )
 
 
-def dataset_config() -> Any:
-    """The dataset config (YAML): the pipeline passes the composed one."""
-    return field(metadata={"role": DATASET, "help": "YAML dataset config, relative to the project root"})
-
-
 def model_config() -> Any:
     """The model config (YAML): the pipeline passes the composed one."""
     return field(metadata={"role": MODEL, "help": "YAML model config, relative to the project root"})
+
+
+@dataclass(frozen=True)
+class StepParams:
+    """What every step is given; a step's own params class adds its parameters to it."""
+
+    dataset_config: ProjectPath = field(
+        metadata={"role": DATASET, "help": "YAML dataset config, relative to the project root"}
+    )
 
 
 @dataclass(frozen=True)
@@ -71,16 +75,22 @@ class Parameter:
 @dataclass(frozen=True)
 class StepContract:
     step: str  # the pipeline's name for the step; several components may implement one step
-    params: type  # a dataclass: one field per parameter, declared with the helpers above
-    summary: str  # what the step does, in a user's words (the README's step table)
+    params: type  # a StepParams dataclass: one field per parameter, made with the helpers above
+    doc: str  # the component's docstring: "<step>: what it does, in a user's words"
     after: tuple[str, ...] = ()  # steps that must pass first though no artifact flows between them
     opt_in: bool = False  # runs only when named in main.steps, never as part of `all`
     side_effects: bool = False  # changes more than its outputs (the registry): never reused
     compose: tuple[str, ...] = ()  # config choices its standalone defaults come from (model=cnn)
 
     def __post_init__(self) -> None:
-        if not is_dataclass(self.params):
-            raise TypeError(f"{self.step}: the contract's params must be a dataclass")
+        if not (is_dataclass(self.params) and issubclass(self.params, StepParams)):
+            raise TypeError(f"{self.step}: the contract's params must be a StepParams dataclass")
+
+    @property
+    def summary(self) -> str:
+        """What the step does: the docstring's first paragraph, without its `<step>:` prefix."""
+        first = " ".join((self.doc or "").strip().split("\n\n")[0].split())
+        return first.split(": ", 1)[1] if first.startswith(self.step) and ": " in first else first
 
     def parameters(self) -> list[Parameter]:
         hints = typing.get_type_hints(self.params)

@@ -9,7 +9,6 @@ contract says otherwise; wiring it into the pipeline is its `reads`/`writes`, no
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
@@ -23,43 +22,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlpipe.pipeline.contract import ProjectPath, StepContract, dataset_config, reads, writes
+from mlpipe.pipeline.contract import StepContract, StepParams, reads, writes
 from mlpipe.pipeline.step import run_script, step_run
 
 
 @dataclass(frozen=True)
-class Params:
+class Params(StepParams):
     input_artifact: str = reads("{reads}")
     output_artifact: str = writes("{writes}")
-    dataset_config: ProjectPath = dataset_config()
     # A parameter: `threshold: float = param("what it means")` here, its value in config.yaml's
     # `{name}:` section (defaults live there only), then `make contracts`.
 
 
-CONTRACT = StepContract(
-    "{name}",
-    Params,
-    summary={summary_literal},
-    opt_in=True,  # runs when named in main.steps; drop this to make it part of `all`
-)
+# opt_in: it runs when named in main.steps; drop it to make the step part of `all`.
+CONTRACT = StepContract("{name}", Params, __doc__, opt_in=True)
 
 
 def run(params: Params) -> None:
-    from mlpipe.data.spec import DatasetSpec
-
     with step_run(CONTRACT, params) as step:
-        spec = DatasetSpec.from_file(params.dataset_config)
-        version, data = step.read_data(params.input_artifact, spec)
+        version, data = step.read_data(params.input_artifact)
         result = data  # the step's one thing: data in, data out (a plain function is easiest to test)
-        step.log_metrics({{"rows_in": spec.kind.size(data), "rows_out": spec.kind.size(result)}})
-        step.log_data(
-            spec,
-            result,
-            params.output_artifact,
-            type="{writes}",
-            description=f"{writes} made by {name} from {{version.ref}}",
-            metadata={{"input": version.ref}},
-        )
+        size = step.spec.kind.size
+        step.log_metrics({{"rows_in": size(data), "rows_out": size(result)}})
+        description = f"{writes} made by {name} from {{version.ref}}"
+        step.log_data(result, params.output_artifact, "{writes}", description, {{"input": version.ref}})
 
 
 if __name__ == "__main__":
@@ -100,13 +86,7 @@ def new_step(name: str, reads: str, writes: str, summary: str, root: Path) -> li
     test = root / "tests" / f"test_step_{name}.py"
     if folder.exists() or test.exists():
         raise SystemExit(f"error: {folder} or {test} exists already; pick another name")
-    values = {
-        "name": name,
-        "reads": reads,
-        "writes": writes,
-        "summary": summary,
-        "summary_literal": json.dumps(summary),
-    }
+    values = {"name": name, "reads": reads, "writes": writes, "summary": summary}
     folder.mkdir(parents=True)
     (folder / "run.py").write_text(RUN_PY.format(**values))
     test.write_text(TEST_PY.format(**values))

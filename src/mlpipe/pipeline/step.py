@@ -50,12 +50,14 @@ class Step:
         run_id: str,
         store: ArtifactStore,
         workdir: Path,
+        spec: DatasetSpec,
         mirror: wandb_mirror.Mirror | None = None,
     ) -> None:
         self.name = name
         self.run_id = run_id
         self.store = store
         self.workdir = workdir
+        self.spec = spec  # the dataset, as its config (params.dataset_config) describes it
         self.log = logger(name)
         self.wandb = mirror or wandb_mirror.Mirror()  # W&B's view of this run (off when disabled)
 
@@ -73,14 +75,13 @@ class Step:
         self.wandb.use(version, path)
         return version, path
 
-    def read_data(self, reference: str, spec: DatasetSpec) -> tuple[ArtifactVersion, Any]:
+    def read_data(self, reference: str) -> tuple[ArtifactVersion, Any]:
         """An artifact holding data of the dataset's kind, read back as that kind holds it."""
         version, path = self.use(reference)
-        return version, spec.kind.read(path, self.context(f"{version.ref} ({path.name})"))
+        return version, self.spec.kind.read(path, self.context(f"{version.ref} ({path.name})"))
 
     def log_data(
         self,
-        spec: DatasetSpec,
         data: Any,
         name: str,
         type: str,
@@ -88,8 +89,8 @@ class Step:
         metadata: Mapping[str, Any] | None = None,
     ) -> str:
         """Log data of the dataset's kind as artifact `name` (one file the kind writes)."""
-        path = spec.kind.write(data, self.workdir / "out" / name, name)
-        meta = {**spec.kind.describe(data), **(metadata or {})}
+        path = self.spec.kind.write(data, self.workdir / "out" / name, name)
+        meta = {**self.spec.kind.describe(data), **(metadata or {})}
         return self.log_artifact(name, path, type, description, meta)
 
     def log_artifact(
@@ -158,9 +159,12 @@ def step_run(contract: StepContract, params: Any) -> Iterator[Step]:
         with tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
             mirror, reason = wandb_mirror.Mirror(), "interrupted"
             try:
+                from mlpipe.data.spec import DatasetSpec
+
                 project_name = mlflow.get_experiment(run.info.experiment_id).name
                 mirror = wandb_mirror.Mirror.start(name, values, run.info.run_id, project_name)
-                yield Step(name, run.info.run_id, artifacts, Path(tmp), mirror)
+                spec = DatasetSpec.from_file(params.dataset_config)
+                yield Step(name, run.info.run_id, artifacts, Path(tmp), spec, mirror)
                 reason = ""
             except Exception as e:
                 # What main.py reports as the reason; a bug keeps its traceback on stderr too.

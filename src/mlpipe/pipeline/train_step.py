@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlpipe.pipeline.contract import ProjectPath, dataset_config, model_config, param, reads, writes
+from mlpipe.pipeline.contract import ProjectPath, StepParams, model_config, param, reads, writes
 
 
 @dataclass(frozen=True)
-class TrainParams:
+class TrainParams(StepParams):
     trainval_artifact: str = reads("trainval_data")
     output_artifact: str = writes("model_export", "Name of the exported MLflow model artifact")
-    dataset_config: ProjectPath = dataset_config()
     model_config: ProjectPath = model_config()
     val_size: float = param("Fraction of the trainval rows held out for validation")
     random_seed: int = param("Seed of the validation split and of the training")

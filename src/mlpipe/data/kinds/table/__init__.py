@@ -56,9 +56,8 @@ class TableKind(DataKind):
         return data
 
     def model_input(self, data: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-        from mlpipe.data.kinds.table.columns import model_frame
-
-        return model_frame(data, spec)
+        """The table as it is: the exported model takes rows as users have them."""
+        return data
 
     def target(self, data: pd.DataFrame, spec: DatasetSpec) -> np.ndarray:
         return data[spec.target].to_numpy()

@@ -161,6 +161,10 @@ def test_bad_source_fails_at_download_and_stops_the_pipeline(store_uri: str, tmp
         (["-P", "steps=download,trian"], "error: main: unknown step(s) 'trian' in main.steps"),
         (["-P", "hydra_options=main.nope=1"], "error: main: unknown config key 'main.nope'"),
         (["-P", "hydra_options=dataset=nope"], "error: main: unknown dataset 'nope'"),
+        (
+            ["-P", "hydra_options=data_check.kl_threshold=high"],
+            "error: main: config data_check: parameter 'kl_threshold' is 'high'; expected a number",
+        ),
     ],
 )
 def test_bad_arguments_stop_before_anything_runs(tmp_path: Path, parameters: list[str], expected: str):

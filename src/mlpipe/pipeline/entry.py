@@ -57,6 +57,7 @@ def run_job(cfg: DictConfig) -> float | None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     pipeline = None
     try:
+        pipeline = Pipeline(cfg, output_dir, tags=job_tags(), launcher=os.environ.get(LAUNCHER_VAR))
         wandb_dir = OmegaConf.select(cfg, "tracking.wandb.dir") or output_dir
         wandb_mode = wandb_mirror.prepare_pipeline(  # fails fast, before any step, when online cannot work
             str(OmegaConf.select(cfg, "tracking.wandb.mode", default="auto")),
@@ -64,8 +65,7 @@ def run_job(cfg: DictConfig) -> float | None:
             str(cfg.main.experiment_name),
             Path(str(wandb_dir)),
         )
-        tags = {**job_tags(), "mlpipe.wandb_mode": wandb_mode}
-        pipeline = Pipeline(cfg, output_dir, tags=tags, launcher=os.environ.get(LAUNCHER_VAR))
+        pipeline.extra_tags["mlpipe.wandb_mode"] = wandb_mode
         children = pipeline.run()
         value = objective(cfg, children) if is_multirun() else None  # only sweepers read it
     except Exception as e:

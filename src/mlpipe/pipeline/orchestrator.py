@@ -49,10 +49,10 @@ class Pipeline:
         self.extra_tags = tags or {}  # e.g. the sweep id and job number of a multirun job
         self.launcher = launcher  # the `mlflow run` launcher run, when there is one
         self.parent_id: str | None = None
-        self.client = MlflowClient()
-        self.experiment_id = store.ensure_experiment(str(cfg.main.project_name))
-        self.store = ArtifactStore(self.experiment_id, self.client)
+        # The config is checked before the store is touched: a bad config starts nothing.
         self.executor = make_executor(str(cfg.main.get("executor", "mlflow_run")), str(cfg.main.env_manager))
+        self.steps = selected_steps(cfg, *self.write_step_configs())
+        self.client = MlflowClient()
         self.use_cache = bool(cfg.main.get("cache", True))
         self.force = names_list(cfg.main.get("force_steps"))
         self.produced: dict[str, str] = {}  # artifact name -> digest written in this run
@@ -181,9 +181,9 @@ class Pipeline:
 
     def run(self) -> dict[str, str]:
         """Run the selected steps; return step name -> child run id."""
-        cfg = self.cfg
-        dataset_file, model_file = self.write_step_configs()
-        steps = selected_steps(cfg, dataset_file, model_file)
+        cfg, steps = self.cfg, self.steps
+        self.experiment_id = store.ensure_experiment(str(cfg.main.project_name))
+        self.store = ArtifactStore(self.experiment_id, self.client)
         existing = self.existing_inputs(steps)
         depends = dependencies(steps, existing)
         stages = plan(steps, existing)

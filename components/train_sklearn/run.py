@@ -19,6 +19,8 @@ CONTRACT = StepContract(
 
 
 def run(params: TrainParams) -> None:
+    import time
+
     import numpy as np
 
     from mlpipe.models import evaluation, scoring
@@ -34,7 +36,9 @@ def run(params: TrainParams) -> None:
         model = build_model(spec, model_config)
         target = model_config["estimator"]["_target_"]
         step.log.info("fitting %s on %d rows (%d held out for validation)", target, len(train), len(val))
+        started = time.perf_counter()
         model.fit(spec.kind.model_input(train, spec), spec.kind.target(train, spec))
+        step.log_metrics({"train_seconds": time.perf_counter() - started})
         inputs = spec.kind.model_input(val, spec)
         classifier = spec.task == "classification" and hasattr(model, "predict_proba")
         prediction = scoring.Prediction(

@@ -98,6 +98,7 @@ def run(params: TrainParams) -> None:
                 "best_epoch": history.best_epoch,
                 "epochs_run": len(history.train_loss),
                 "train_images_per_s": history.images_seen / seconds,
+                "train_seconds": seconds,
             }
         )
         step.log.info(

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 from hydra.utils import instantiate
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 import mlpipe
 from mlpipe.data.spec import FEATURE_ROLES, DatasetSpec
@@ -35,8 +36,14 @@ def build_model(spec: DatasetSpec, model_config: dict[str, Any]) -> Pipeline:
         raise StepError(
             f"model config: cannot build estimator {model_config['estimator']['_target_']}: {first}"
         ) from e
-    preprocessor = build_preprocessor(spec, dict(model_config.get("preprocessing") or {}))
-    return Pipeline([("input", model_input(spec)), ("preprocess", preprocessor), ("estimator", estimator)])
+    settings = dict(model_config.get("preprocessing") or {})
+    steps: list[tuple[str, Any]] = [
+        ("input", model_input(spec)),
+        ("preprocess", build_preprocessor(spec, settings)),
+    ]
+    if settings.get("standardize"):  # linear models want features on one scale; trees do not care
+        steps.append(("standardize", StandardScaler()))
+    return Pipeline([*steps, ("estimator", estimator)])
 
 
 def output_type(target: pd.Series) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -16,6 +18,7 @@ from mlpipe.errors import StepError
 
 CONFIG_NAME = "config"
 _MISSING = object()
+_compose_lock = threading.Lock()
 
 
 def register_resolvers() -> None:
@@ -38,11 +41,19 @@ def load(overrides: Sequence[str] = (), hydra_choices: bool = False) -> DictConf
     """The composed config, as main.py sees it (for tests and tools); with `hydra_choices`, also
     the `hydra` node (which option of each group was chosen: `hydra.runtime.choices`)."""
     register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(project.root()), version_base="1.3"):
-        return compose(
-            CONFIG_NAME, overrides=[searchpath_override(), *overrides], return_hydra_config=hydra_choices
-        )
+    with _compose_lock:
+        # Inside a running Hydra app (a step run in process) its state is kept, and given back.
+        running_app = get_gh_backup()
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(str(project.root()), version_base="1.3"):
+                return compose(
+                    CONFIG_NAME,
+                    overrides=[searchpath_override(), *overrides],
+                    return_hydra_config=hydra_choices,
+                )
+        finally:
+            restore_gh_from_backup(running_app)
 
 
 def check_overrides(args: Sequence[str]) -> None:

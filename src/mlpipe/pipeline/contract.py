@@ -27,7 +27,7 @@ from mlpipe.errors import StepError
 # A path relative to the project root (made absolute where it is read), or a URL left as it is.
 ProjectPath = NewType("ProjectPath", str)
 
-PARAM, READS, WRITES, DATASET, MODEL = "param", "reads", "writes", "dataset", "model"
+PARAM, READS, WRITES, DATASET, MODEL, OVERRIDES = "param", "reads", "writes", "dataset", "model", "overrides"
 
 
 def param(help: str) -> Any:
@@ -52,6 +52,17 @@ def writes(artifact: str, help: str = "") -> Any:
 def model_config() -> Any:
     """The model config (YAML): the pipeline passes the composed one."""
     return field(metadata={"role": MODEL, "help": "YAML model config, relative to the project root"})
+
+
+def hydra_overrides() -> Any:
+    """The Hydra overrides the pipeline was started with (a step that composes the config again,
+    for another model, starts from them); none when the step runs alone."""
+    return field(
+        metadata={
+            "role": OVERRIDES,
+            "help": "Hydra overrides of the pipeline run (the pipeline passes its own)",
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -214,4 +225,6 @@ def default_value(parameter: Parameter, section: Mapping[str, Any]) -> Any:
         return f"{parameter.artifact}:latest"
     if parameter.role == WRITES:
         return parameter.artifact
+    if parameter.role == OVERRIDES:
+        return []
     return MISSING

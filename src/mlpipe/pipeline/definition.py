@@ -9,6 +9,7 @@ sets it). Opt-in steps (promote) run only when named in `main.steps`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlpipe.errors import StepError
 from mlpipe.pipeline.components import Component, discover
 from mlpipe.pipeline.config import section_of
-from mlpipe.pipeline.contract import DATASET, MODEL, PARAM, READS, WRITES, default_value
+from mlpipe.pipeline.contract import DATASET, MODEL, OVERRIDES, PARAM, READS, WRITES, default_value
 from mlpipe.pipeline.planner import StepSpec, plan, select
 
 COMPONENT_KEY = "component"  # in a step's config section: which implementation runs
@@ -70,13 +71,17 @@ def check_section(component: Component, section: dict[str, Any]) -> None:
 
 
 def step_spec(
-    component: Component, section: dict[str, Any], dataset_file: Path, model_file: Path
+    component: Component,
+    section: dict[str, Any],
+    dataset_file: Path,
+    model_file: Path,
+    overrides: Sequence[str] = (),
 ) -> StepSpec:
     contract = component.contract
     check_section(component, section)
-    files = {DATASET: str(dataset_file), MODEL: str(model_file)}
+    given = {DATASET: str(dataset_file), MODEL: str(model_file), OVERRIDES: list(overrides)}
     raw = {
-        p.name: files[p.role] if p.role in files else default_value(p, section) for p in contract.parameters()
+        p.name: given[p.role] if p.role in given else default_value(p, section) for p in contract.parameters()
     }
     typed = contract.build(raw, f"main: config {contract.step}")
     values = {p.name: getattr(typed, p.name) for p in contract.parameters()}
@@ -92,9 +97,12 @@ def step_spec(
     )
 
 
-def pipeline_steps(cfg: DictConfig, dataset_file: Path, model_file: Path) -> list[StepSpec]:
+def pipeline_steps(
+    cfg: DictConfig, dataset_file: Path, model_file: Path, overrides: Sequence[str] = ()
+) -> list[StepSpec]:
     """Every step the config runs with `main.steps=all` (and the opt-in ones it names), in an
-    order the planner would run them."""
+    order the planner would run them; `overrides` are the Hydra overrides the config was composed
+    with (a step declaring `hydra_overrides()` gets them)."""
     implementations: dict[str, list[Component]] = {}
     for component in discover().values():
         implementations.setdefault(component.contract.step, []).append(component)
@@ -105,21 +113,30 @@ def pipeline_steps(cfg: DictConfig, dataset_file: Path, model_file: Path) -> lis
         component = choose(step, options, section)
         if component.contract.opt_in and step not in wanted:
             continue
-        steps.append(step_spec(component, section, dataset_file, model_file))
+        steps.append(step_spec(component, section, dataset_file, model_file, overrides))
     everything = {name for s in steps for name in s.read_names}
     return [s for stage in plan(steps, existing=everything) for s in stage]
 
 
-def selected_steps(cfg: DictConfig, dataset_file: Path, model_file: Path) -> list[StepSpec]:
-    """The steps `main.steps` selects, after the checks that need no store: the model suits the
-    dataset's kind, and every forced step is selected."""
+def check_model_kind(cfg: DictConfig, where: str = "main") -> None:
+    """The model config (`model=`) trains on the dataset's kind (a table, images)."""
     dataset_kind, model_kind = cfg.dataset.get("kind", "table"), cfg.model.get("dataset_kind", "table")
     if dataset_kind != model_kind:
         raise StepError(
-            f"main: model '{cfg.model.name}' trains on {model_kind} datasets, but dataset "
+            f"{where}: model '{cfg.model.name}' trains on {model_kind} datasets, but dataset "
             f"'{cfg.dataset.name}' is of kind {dataset_kind}; pick a matching model= or dataset="
         )
-    steps = select(pipeline_steps(cfg, dataset_file, model_file), str(cfg.main.steps))
+
+
+def selected_steps(
+    cfg: DictConfig, dataset_file: Path, model_file: Path, overrides: Sequence[str] = ()
+) -> list[StepSpec]:
+    """The steps `main.steps` selects, after the checks that need no store: the model suits the
+    dataset's kind (when a selected step takes the model config), and every forced step is selected."""
+    steps = select(pipeline_steps(cfg, dataset_file, model_file, overrides), str(cfg.main.steps))
+    components = discover()
+    if any(MODEL in {p.role for p in components[s.component].contract.parameters()} for s in steps):
+        check_model_kind(cfg)
     unknown_forced = names_list(cfg.main.get("force_steps")) - {s.name for s in steps}
     if unknown_forced:
         raise StepError(

@@ -57,7 +57,13 @@ def run_job(cfg: DictConfig) -> float | None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     pipeline = None
     try:
-        pipeline = Pipeline(cfg, output_dir, tags=job_tags(), launcher=os.environ.get(LAUNCHER_VAR))
+        pipeline = Pipeline(
+            cfg,
+            output_dir,
+            tags=job_tags(),
+            launcher=os.environ.get(LAUNCHER_VAR),
+            overrides=list(HydraConfig.get().overrides.task),
+        )
         wandb_dir = OmegaConf.select(cfg, "tracking.wandb.dir") or output_dir
         wandb_mode = wandb_mirror.prepare_pipeline(  # fails fast, before any step, when online cannot work
             str(OmegaConf.select(cfg, "tracking.wandb.mode", default="auto")),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -43,15 +44,21 @@ class Pipeline:
         output_dir: Path,
         tags: dict[str, str] | None = None,
         launcher: str | None = None,
+        overrides: Sequence[str] = (),
+        parent_run_id: str | None = None,
+        run_name: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.output_dir = output_dir
         self.extra_tags = tags or {}  # e.g. the sweep id and job number of a multirun job
         self.launcher = launcher  # the `mlflow run` launcher run, when there is one
+        self.overrides = list(overrides)  # the Hydra overrides `cfg` was composed with
+        self.nested_in = parent_run_id  # a run this pipeline's run is a child of (a comparison)
+        self.run_name = run_name or f"pipeline {cfg.main.experiment_name}"
         self.parent_id: str | None = None
         # The config is checked before the store is touched: a bad config starts nothing.
         self.executor = make_executor(str(cfg.main.get("executor", "mlflow_run")), str(cfg.main.env_manager))
-        self.steps = selected_steps(cfg, *self.write_step_configs())
+        self.steps = selected_steps(cfg, *self.write_step_configs(), self.overrides)
         self.client = MlflowClient()
         self.use_cache = bool(cfg.main.get("cache", True))
         self.force = names_list(cfg.main.get("force_steps"))
@@ -195,13 +202,14 @@ class Pipeline:
             **self.commit,
             **self.extra_tags,
             **({runs.TAG_LAUNCHER: self.launcher} if self.launcher else {}),
+            **({runs.TAG_PARENT: self.nested_in} if self.nested_in else {}),
         }
         resolved = OmegaConf.to_container(cfg, resolve=True)
         assert isinstance(resolved, dict)
         parent_id = self.parent_id = runs.start_pipeline_run(
             self.client,
             self.experiment_id,
-            f"pipeline {cfg.main.experiment_name}",
+            self.run_name,
             tags,
             resolved,
             OmegaConf.to_yaml(cfg, resolve=True),

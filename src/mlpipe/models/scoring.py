@@ -5,7 +5,9 @@ logs can gate a promotion and the sweep objective means what the test step measu
 
 from __future__ import annotations
 
+import statistics
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +81,23 @@ def metrics(spec: DatasetSpec, actual: Any, prediction: Prediction) -> dict[str,
 def evaluate(model: PyFuncModel, data: Any, spec: DatasetSpec) -> tuple[Prediction, dict[str, float]]:
     prediction = predict(model, data, spec)
     return prediction, metrics(spec, spec.kind.target(data, spec), prediction)
+
+
+def latency(model: PyFuncModel, data: Any, spec: DatasetSpec, repeats: int = 20) -> dict[str, float]:
+    """How long the model takes to predict, through pyfunc as serving calls it: one row (the
+    median of `repeats` calls, after a warm-up) and all of `data` in one call, per row."""
+    inputs = spec.kind.model_input(data, spec)
+    one = inputs[:1]
+    model.predict(one)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.predict(one)
+        times.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    model.predict(inputs)
+    batch = time.perf_counter() - started
+    return {"latency_ms": 1000 * statistics.median(times), "batch_ms_per_row": 1000 * batch / len(inputs)}
 
 
 def check_in_fresh_process(folder: Path, data: Any, spec: DatasetSpec, prediction: Prediction) -> dict | None:

@@ -29,6 +29,8 @@ TAG_SWEEP_ID = "mlpipe.sweep.id"  # on each pipeline run of a sweep: the sweep (
 TAG_SWEEP_JOB = "mlpipe.sweep.job"
 TAG_SWEEP_OVERRIDES = "mlpipe.sweep.overrides"
 TAG_SWEEP_SUMMARY = "mlpipe.sweep.summary"
+TAG_COMPARISON = "mlpipe.comparison"  # on each model's pipeline run of a comparison: the comparison run
+TAG_COMPARED_MODEL = "mlpipe.comparison.model"
 
 
 def log_params(config: Mapping[str, Any], run_id: str | None = None) -> None:

@@ -28,6 +28,7 @@ from mlpipe.errors import StepError
 from mlpipe.tracking.secrets import loggable, scrub
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.figure import Figure
 
     from mlpipe.tracking.artifacts import ArtifactVersion
@@ -220,6 +221,17 @@ class Mirror:
             import wandb
 
             self.run.log({f"plots/{Path(filename).stem}": wandb.Image(figure)})
+
+    def log_table(self, key: str, table: pd.DataFrame) -> None:
+        """A table (a W&B Table on the run page), as the MLflow run holds it in `key`.json."""
+        if self.enabled:
+            import wandb
+
+            self.run.log({key: wandb.Table(dataframe=table)})
+
+    def rename(self, name: str) -> None:
+        if self.enabled:
+            self.run.name = name
 
     def _artifact(
         self, name: str, path: Path, type: str, description: str, metadata: Mapping[str, Any]

@@ -48,6 +48,8 @@ def test_cache_reuses_what_did_not_change_and_reruns_what_did(project: str, tmp_
     assert reuse_record.data.tags[cache.TAG_REUSED] == first["train"]
     assert reuse_record.data.metrics["val_accuracy"] == original_train.data.metrics["val_accuracy"]
     assert reuse_record.data.tags[TAG_PARENT] != original_train.data.tags[TAG_PARENT]
+    tested, tested_again = (client.get_run(c["test_model"]).data.tags for c in (first, again))
+    assert tested_again["model_artifact"] == tested["model_artifact"]  # the step's own tags come along
 
     # a parameter of the split: the split and everything downstream of it rerun
     changed = run(project, tmp_path, "data_split.test_size=0.3")

@@ -31,6 +31,7 @@ TAG_SWEEP_OVERRIDES = "mlpipe.sweep.overrides"
 TAG_SWEEP_SUMMARY = "mlpipe.sweep.summary"
 TAG_COMPARISON = "mlpipe.comparison"  # on each model's pipeline run of a comparison: the comparison run
 TAG_COMPARED_MODEL = "mlpipe.comparison.model"
+BOOKKEEPING_TAGS = ("mlflow.", "mlpipe.")  # MLflow's and the pipeline's; a step's own tags are the rest
 
 
 def log_params(config: Mapping[str, Any], run_id: str | None = None) -> None:
@@ -127,8 +128,10 @@ def record_reuse(
     tags: Mapping[str, str],
 ) -> str:
     """A finished child run standing for a reused step: it carries `tags` (the original's
-    outputs, the cache key) and the original's metrics and parameters."""
-    run_tags = {TAG_PARENT: parent_id, TAG_STEP: step, TAG_COMPONENT: component, **tags}
+    outputs, the cache key), the tags the step set itself (what test_model tested, ...) and the
+    original's metrics and parameters."""
+    own = {k: v for k, v in original.data.tags.items() if not k.startswith(BOOKKEEPING_TAGS)}
+    run_tags = {**own, TAG_PARENT: parent_id, TAG_STEP: step, TAG_COMPONENT: component, **tags}
     run_id = client.create_run(experiment_id, run_name=f"{step} (reused)", tags=run_tags).info.run_id
     client.log_batch(
         run_id,

@@ -15,6 +15,7 @@ from mlpipe.errors import StepError
 from mlpipe.models import comparison, comparison_report
 from mlpipe.pipeline import comparison_jobs
 from mlpipe.pipeline.config import load
+from mlpipe.pipeline.contract import typed
 from mlpipe.pipeline.definition import selected_steps
 from mlpipe.tracking.artifacts import ArtifactStore
 from mlpipe.tracking.runs import TAG_COMPARED_MODEL, TAG_PARENT, TAG_STEP
@@ -141,6 +142,11 @@ def test_compare_gets_the_overrides_and_needs_no_model_for_the_datas_kind(tmp_pa
     assert compare.side_effects  # never reused: the models it compares are, through their own steps
     with pytest.raises(StepError, match="model 'random_forest' trains on table datasets"):
         selected_steps(load(["dataset=digits", "main.steps=train"]), *files)
+
+
+@pytest.mark.parametrize("text", ['["cnn", "cnn_small"]', "[cnn,cnn_small]", "cnn,cnn_small"])
+def test_a_list_of_models_reads_as_json_as_hydra_writes_it_or_comma_separated(text: str) -> None:
+    assert typed(text, list[str], "compare: parameter 'models'") == ["cnn", "cnn_small"]
 
 
 def load_dataset(name: str) -> dict:

@@ -177,7 +177,7 @@ def type_name(annotation: Any) -> str:
 
 def _from_text(text: str, inner: Any) -> Any:
     """Command-line text as the JSON value it spells (`null`, `true`, `0.2`, `[1, 2]`); a list
-    may also be comma-separated, and a flag `yes`/`no`."""
+    may also be comma-separated, bracketed or not as Hydra writes it (`[a,b]`), and a flag `yes`/`no`."""
     word = text.strip().lower()
     if word in NULL_WORDS:
         return None
@@ -188,6 +188,8 @@ def _from_text(text: str, inner: Any) -> Any:
     try:
         return json.loads(text)
     except ValueError:
+        if typing.get_origin(inner) is list and word.endswith("]"):
+            return text.strip()[1:-1].split(",")
         return text
 
 

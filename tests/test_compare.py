@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import precision_recall_fscore_support
 
@@ -20,10 +21,14 @@ from mlpipe.pipeline.definition import selected_steps
 from mlpipe.tracking.artifacts import ArtifactStore
 from mlpipe.tracking.runs import TAG_COMPARED_MODEL, TAG_PARENT, TAG_STEP
 from mlpipe.tracking.wandb_mirror import Mirror
-from tests.conftest import TrainedStore, run_main
+from tests.conftest import DATASETS, TrainedStore, run_main
 from tests.wandb_records import isolate_wandb, offline_runs
 
 NYC_MODELS = ["random_forest", "hist_gradient_boosting", "logistic_regression"]
+
+
+def load_dataset(name: str) -> dict:
+    return yaml.safe_load((DATASETS / f"{name}.yaml").read_text())
 
 
 # -- ranking and breakdowns ---------------------------------------------------------------------
@@ -102,7 +107,7 @@ def test_each_job_pins_the_comparisons_data_versions() -> None:
 def test_a_model_override_applies_to_the_models_whose_config_has_the_key() -> None:
     invocation = ["main.steps='compare'", "model.estimator.n_estimators=7", "data_split.test_size=0.3"]
     pinned = {"trainval_data": "trainval_data:v0", "test_data": "test_data:v0"}
-    dataset = {**load_dataset("penguins")}
+    dataset = load_dataset("penguins")
     forest = comparison_jobs.model_job("random_forest", invocation, pinned, dataset, "penguins")
     boosting = comparison_jobs.model_job("hist_gradient_boosting", invocation, pinned, dataset, "penguins")
     assert forest.cfg.model.estimator.n_estimators == 7 and not forest.skipped
@@ -120,15 +125,13 @@ def test_a_model_override_applies_to_the_models_whose_config_has_the_key() -> No
 def test_a_model_for_another_kind_of_data_or_an_unknown_model_stops_the_comparison() -> None:
     pinned = {"trainval_data": "trainval_data:v0", "test_data": "test_data:v0"}
     with pytest.raises(StepError, match="model 'cnn' trains on images datasets, but dataset 'penguins'"):
-        comparison_jobs.plan(
-            ["random_forest", "cnn"], False, False, [], pinned, load_dataset("penguins"), "p"
-        )
+        comparison_jobs.plan(["random_forest", "cnn"], [], pinned, load_dataset("penguins"), "p")
     with pytest.raises(
         StepError, match=r"compare.models is \['nope'\]; expected one or more of .*random_forest"
     ):
-        comparison_jobs.plan(["nope"], False, False, [], pinned, load_dataset("penguins"), "p")
+        comparison_jobs.plan(["nope"], [], pinned, load_dataset("penguins"), "p")
     [forest, prod] = comparison_jobs.plan(
-        ["random_forest"], False, True, [], pinned, load_dataset("penguins"), "p"
+        ["random_forest"], [], pinned, load_dataset("penguins"), "p", include_prod=True, prod_exists=False
     )
     assert forest.cfg is not None and prod.cfg is None
     assert "no model_export version is aliased prod" in prod.error
@@ -147,14 +150,6 @@ def test_compare_gets_the_overrides_and_needs_no_model_for_the_datas_kind(tmp_pa
 @pytest.mark.parametrize("text", ['["cnn", "cnn_small"]', "[cnn,cnn_small]", "cnn,cnn_small"])
 def test_a_list_of_models_reads_as_json_as_hydra_writes_it_or_comma_separated(text: str) -> None:
     assert typed(text, list[str], "compare: parameter 'models'") == ["cnn", "cnn_small"]
-
-
-def load_dataset(name: str) -> dict:
-    import yaml
-
-    from tests.conftest import DATASETS
-
-    return yaml.safe_load((DATASETS / f"{name}.yaml").read_text())
 
 
 def test_the_comparison_table_is_mirrored_to_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -262,7 +257,7 @@ def test_three_models_on_nyc_on_one_snapshot(
 @pytest.mark.slow
 def test_penguins_per_label_a_failed_model_and_prod(tmp_path: Path, one_thread: None) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    steps = "main.steps='download,basic_cleaning,data_check,data_split,train,promote'"
+    steps = "main.steps='download,basic_cleaning,data_split,train,promote'"
     done = run_main(["dataset=penguins", "main.executor=inprocess", steps], uri, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     done = run_main(
@@ -316,7 +311,7 @@ def test_digits_cnn_against_cnn_small(tmp_path: Path, one_thread: None) -> None:
             "model=cnn",
             "model.epochs=1",  # both networks have it: one epoch each
             "main.executor=inprocess",
-            "main.steps='download,basic_cleaning,data_check,data_split,compare'",
+            "main.steps='download,basic_cleaning,data_split,compare'",  # the data check is not what is tested
             "compare.models=[cnn,cnn_small]",
         ],
         uri,

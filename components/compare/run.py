@@ -107,12 +107,12 @@ def run_models(step: Step, params: Params, versions: dict, test: Any) -> tuple[l
 
     jobs = comparison_jobs.plan(
         params.models,
-        params.include_prod and step.store.find(f"model_export:{comparison_jobs.PROD}") is not None,
-        params.include_prod,
         params.overrides,
         {v.name: v.ref for v in versions.values()},
         step.spec.config,
         mlflow.get_experiment(step.store.experiment_id).name,
+        include_prod=params.include_prod,
+        prod_exists=step.store.find(f"model_export:{comparison_jobs.PROD}") is not None,
     )
     step.log.info(
         "comparing %s on %s (train) and %s (test), one after another",

@@ -187,14 +187,15 @@ def run(job: Job, comparison_run_id: str, workdir: Path) -> JobResult:
 
 def plan(
     models: Sequence[str],
-    has_prod: bool,
-    include_prod: bool,
     invocation: Sequence[str],
     versions: Mapping[str, str],
     dataset: Mapping[str, Any],
     experiment: str,
+    include_prod: bool = False,
+    prod_exists: bool = False,
 ) -> list[Job]:
-    """One job per model config named (in order, once each), and the prod job when asked."""
+    """One job per model config named (in order, once each), and the prod job when asked (a
+    failed one when no export is aliased prod yet)."""
     known = config.groups().get("model", [])
     names = list(dict.fromkeys(models))
     unknown = [n for n in names if n not in known]
@@ -204,7 +205,7 @@ def plan(
             "(files in conf/model/)"
         )
     jobs = [model_job(name, invocation, versions, dataset, experiment) for name in names]
-    if include_prod and has_prod:
+    if include_prod and prod_exists:
         jobs.append(prod_job(invocation, versions, dataset, experiment))
     elif include_prod:
         error = (

@@ -17,6 +17,7 @@ from mlpipe.pipeline.step import Step, run_script, step_run
 if TYPE_CHECKING:
     import pandas as pd
 
+    from mlpipe.models.comparison import Breakdown
     from mlpipe.models.scoring import Prediction
     from mlpipe.pipeline.comparison_jobs import JobResult
 
@@ -138,7 +139,7 @@ def write_report(
     step: Step,
     folder: Path,
     summary: pd.DataFrame,
-    parts: Any,
+    parts: Breakdown,
     predictions: dict,
     test: Any,
 ) -> list[str]:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from mlpipe import project
 from mlpipe.data.spec import DatasetSpec
 from mlpipe.pipeline import components
 from mlpipe.tracking import store as tracking_store
-from mlpipe.tracking.artifacts import ArtifactStore
+from mlpipe.tracking.artifacts import ArtifactStore, ArtifactVersion
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 COMPONENTS_DIR = PROJECT_ROOT / "components"
@@ -162,6 +163,44 @@ def mlflow_run(
         text=True,
         timeout=timeout,
     )
+
+
+# -- the pipeline in this process: penguins, steps in process, small forests (about 1.5 s a run)
+FAST_PIPELINE = (
+    "dataset=penguins",
+    "main.executor=inprocess",
+    "model.estimator.n_estimators=10",
+    "model.estimator.n_jobs=1",
+)
+
+
+def run_pipeline(project_name: str, tmp_path: Path, *overrides: str) -> dict[str, str]:
+    """Run the pipeline in this process on the test store; return step -> child run id."""
+    from mlpipe.pipeline.config import load
+    from mlpipe.pipeline.orchestrator import Pipeline
+
+    cfg = load([*FAST_PIPELINE, f"main.project_name={project_name}", *overrides])
+    return Pipeline(cfg, tmp_path / uuid.uuid4().hex[:6]).run()
+
+
+def reused_steps(children: dict[str, str]) -> set[str]:
+    """The steps of a pipeline run that were reused from the cache."""
+    from mlpipe.pipeline.cache import TAG_REUSED
+
+    client = mlflow.MlflowClient()
+    return {step for step, run_id in children.items() if TAG_REUSED in client.get_run(run_id).data.tags}
+
+
+def artifact_files(store: ArtifactStore, version: ArtifactVersion) -> Path:
+    """The local folder holding a version's files in a local artifact store."""
+    uri = store.client.get_run(version.run_id).info.artifact_uri
+    return Path(urllib.parse.urlparse(uri).path) / version.name
+
+
+@pytest.fixture
+def project_name(tracking_uri: str) -> str:
+    """An experiment of its own (the artifacts' namespace) for a pipeline run in this process."""
+    return f"pipeline-{uuid.uuid4().hex[:8]}"
 
 
 # -- a store where the data steps ran once and two models were trained (sweeps, promotion, serving)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -10,31 +9,14 @@ from mlflow.tracking import MlflowClient
 
 from mlpipe.errors import StepError
 from mlpipe.pipeline import cache
-from mlpipe.pipeline.config import load
-from mlpipe.pipeline.orchestrator import Pipeline
 from mlpipe.tracking.runs import TAG_ERROR, TAG_PARENT, TAG_STEP
-
-FAST = [
-    "dataset=penguins",
-    "main.executor=inprocess",
-    "model.estimator.n_estimators=10",
-    "model.estimator.n_jobs=1",
-]
+from tests.conftest import reused_steps as reused
+from tests.conftest import run_pipeline as run
 
 
 @pytest.fixture
-def project(tracking_uri: str) -> str:
-    return f"orchestrator-{uuid.uuid4().hex[:8]}"
-
-
-def run(project: str, tmp_path: Path, *overrides: str) -> dict[str, str]:
-    cfg = load([*FAST, f"main.project_name={project}", *overrides])
-    return Pipeline(cfg, tmp_path / uuid.uuid4().hex[:6]).run()
-
-
-def reused(children: dict[str, str]) -> set[str]:
-    client = MlflowClient()
-    return {step for step, run_id in children.items() if cache.TAG_REUSED in client.get_run(run_id).data.tags}
+def project(project_name: str) -> str:
+    return project_name
 
 
 def test_cache_reuses_what_did_not_change_and_reruns_what_did(project: str, tmp_path: Path):

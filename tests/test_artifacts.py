@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -10,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from mlpipe.errors import StepError
 from mlpipe.tracking.artifacts import ArtifactStore, parse_reference
+from tests.conftest import artifact_files
 
 
 def produce(store: ArtifactStore, path: Path, name: str = "thing", fail: bool = False) -> str:
@@ -44,6 +46,25 @@ def test_identical_content_is_not_uploaded_twice(store: ArtifactStore, tmp_path:
     assert MlflowClient().list_artifacts(second) == []
     assert store.resolve("thing:v0").run_id == first
     assert {r.info.run_id for r in store.producers(store.resolve("thing:v0"))} == {first, second}
+
+
+def test_files_found_gone_are_uploaded_again_and_read_from_there(store: ArtifactStore, tmp_path: Path):
+    first = produce(store, write(tmp_path, "a"))
+    shutil.rmtree(artifact_files(store, store.resolve("thing:v0")))
+    assert not store.files_exist(store.resolve("thing:v0"))
+    with pytest.raises(StepError, match=r"the files of artifact thing:v0 are gone from the artifact store"):
+        store.download(store.resolve("thing:v0"), tmp_path / "lost")
+    second = produce(store, write(tmp_path, "a"))
+    version = store.resolve("thing:v0")
+    assert version.run_id == second and store.files_exist(version)
+    assert store.download(version, tmp_path / "dl").read_text() == "a"
+    # A later run pointing at the first upload (a reuse record of an old run) does not shadow it.
+    record = MlflowClient().create_run(
+        store.experiment_id, tags=store.lineage_tags(MlflowClient().get_run(first))
+    )
+    MlflowClient().set_terminated(record.info.run_id)
+    assert store.resolve("thing:latest").run_id == second
+    assert [v.ref for v in store.versions("thing")] == ["thing:v0"]
 
 
 def test_a_failed_run_creates_no_version(store: ArtifactStore, tmp_path: Path):

@@ -111,7 +111,10 @@ class Pipeline:
         reusable = self.use_cache and not step.side_effects and step.name not in self.force
         if reusable and cache.cacheable(params):
             original = cache.find_reusable(self.client, self.experiment_id, key)
-            if original is not None:
+            lost = self.store.lost_outputs(original) if original is not None else []
+            if lost:  # reuse only what can still be read: the step writes them again
+                log.info("%s: not reused, the files of %s are gone", step.name, ", ".join(lost))
+            elif original is not None:
                 tags = {
                     **self.store.lineage_tags(original),
                     cache.TAG_REUSED: original.info.run_id,

@@ -97,13 +97,16 @@ class Step:
         self, name: str, path: Path, type: str, description: str, metadata: Mapping[str, Any] | None = None
     ) -> str:
         description, metadata = scrub(description), scrub_tree(dict(metadata or {}))
-        digest, existing = self.store.log(self.run_id, name, path, type, description, metadata)
+        logged = self.store.log(self.run_id, name, path, type, description, metadata)
         self.wandb.log_artifact(name, path, type, description, metadata)
-        if existing is not None:
+        existing = logged.existing
+        if existing is not None and logged.restored:
+            self.log.info("%s: same content as %s, whose files were gone: uploaded again", name, existing.ref)
+        elif existing is not None:
             self.log.info("%s: same content as %s, no new version", name, existing.ref)
         else:
-            self.log.info("%s: new version %s (%s)", name, digest[:12], path.name)
-        return digest
+            self.log.info("%s: new version %s (%s)", name, logged.digest[:12], path.name)
+        return logged.digest
 
     def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
         # MLflow accepts only letters, digits and _-./ and spaces in a metric name.

@@ -3,7 +3,8 @@
 A step logs a file or folder under a name (`clean_data`, `model_export`); the files go to the
 producing run's artifact store and the run is tagged with the content digest. A version exists
 once its producing run has FINISHED, so a failed step never creates one. Versions are numbered
-`v0, v1, ...` in the order their content first appeared; identical content is the same version.
+`v0, v1, ...` in the order their content first appeared; identical content is the same version,
+whose files are those of the run that uploaded them last (files found gone are uploaded again).
 `name:latest` is the version most recently produced, other aliases (`reference`, `prod`) are
 experiment tags; `name:auto` is the `prod` version once there is one, else the latest. Runs record
 the digests they read and wrote, so lineage can be walked both ways. The tag layout is private to
@@ -23,6 +24,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from mlpipe.errors import StepError
+from mlpipe.tracking.runs import TAG_STEP
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")
 OUT, IN, SRC, META, ALIAS = (
@@ -57,6 +59,15 @@ class ArtifactVersion:
         """The MLflow URI of the files (a model folder loads from it directly)."""
         suffix = f"/{self.file}" if self.file else ""
         return f"runs:/{self.run_id}/{self.name}{suffix}"
+
+
+@dataclass(frozen=True)
+class Logged:
+    """What `ArtifactStore.log` did."""
+
+    digest: str
+    existing: ArtifactVersion | None  # the version that already held this content, if any
+    restored: bool = False  # its files were gone: this run uploaded them again
 
 
 def parse_reference(reference: str) -> tuple[str, str]:
@@ -122,12 +133,16 @@ class ArtifactStore:
         producers = sorted(self.producing_runs(name), key=lambda r: (r.info.end_time or 0, r.info.start_time))
         aliases = self.aliases(name)
         first: dict[str, Run] = {}
+        uploaded: dict[str, Run] = {}  # digest -> the last run that uploaded the files
         for run in producers:
-            first.setdefault(run.data.tags[f"{OUT}{name}"], run)
+            digest = run.data.tags[f"{OUT}{name}"]
+            first.setdefault(digest, run)
+            if run.data.tags.get(f"{SRC}{name}", run.info.run_id) == run.info.run_id:
+                uploaded[digest] = run
         latest = producers[-1].data.tags[f"{OUT}{name}"] if producers else None
         result = []
         for number, (digest, run) in enumerate(first.items()):
-            tags = run.data.tags
+            tags = uploaded.get(digest, run).data.tags
             meta = json.loads(tags.get(f"{META}{name}", "{}"))
             names = [a for a, d in sorted(aliases.items()) if d == digest]
             if digest == latest:
@@ -137,7 +152,7 @@ class ArtifactStore:
                     name=name,
                     version=number,
                     digest=digest,
-                    run_id=tags.get(f"{SRC}{name}", run.info.run_id),
+                    run_id=tags.get(f"{SRC}{name}", uploaded.get(digest, run).info.run_id),
                     file=meta.get("file", ""),
                     type=meta.get("type", ""),
                     description=meta.get("description", ""),
@@ -181,10 +196,44 @@ class ArtifactStore:
             raise StepError(f"artifact '{name}' has no version with content {digest[:12]}")
         return found
 
+    def files_exist(self, version: ArtifactVersion) -> bool:
+        """Are the version's files still in the artifact store? (A listing, not a download.)"""
+        try:
+            listed = self.client.list_artifacts(version.run_id, version.name)
+        except Exception:  # the run or its artifact location is gone
+            return False
+        if version.file:
+            return any(f.path == f"{version.name}/{version.file}" for f in listed)
+        return bool(listed)
+
+    def lost_outputs(self, run: Run) -> list[str]:
+        """The artifacts a run wrote whose files are gone from the artifact store."""
+        return [
+            name
+            for name, digest in self.outputs_of(run).items()
+            if not self.files_exist(self.version_with(name, digest))
+        ]
+
     def download(self, version: ArtifactVersion, dest: Path) -> Path:
         """Fetch the files of a version into `dest`; return the local file (or folder)."""
-        local = self.client.download_artifacts(version.run_id, version.name, str(dest))
-        return Path(local) / version.file if version.file else Path(local)
+        try:
+            local = Path(self.client.download_artifacts(version.run_id, version.name, str(dest)))
+        except Exception:
+            if self.files_exist(version):
+                raise  # not a loss: keep MLflow's reason
+        else:
+            found = local / version.file if version.file else local
+            if found.is_file() if version.file else any(found.iterdir()):
+                return found
+        step = self.client.get_run(version.run_id).data.tags.get(TAG_STEP)
+        again = (
+            f"run {step} again to write them (main.force_steps=[{step}])"
+            if step
+            else f"run the step that wrote them (run {version.run_id}) again"
+        )
+        raise StepError(
+            f"the files of artifact {version.ref} are gone from the artifact store ({version.uri}); {again}"
+        )
 
     # -- writing -----------------------------------------------------------------------------
     def log(
@@ -195,17 +244,19 @@ class ArtifactStore:
         type: str,
         description: str,
         metadata: dict[str, Any] | None = None,
-    ) -> tuple[str, ArtifactVersion | None]:
-        """Log `path` as artifact `name` from `run_id`; return (digest, existing version or None).
+    ) -> Logged:
+        """Log `path` as artifact `name` from `run_id`.
 
         When identical content already exists, nothing is uploaded: the run points at the
-        version that holds it.
+        version that holds it, unless that version's files are gone; then they are uploaded
+        again from this run, which the version's files are from then on.
         """
         if not NAME_PATTERN.match(name):
             raise StepError(f"artifact name '{name}': expected letters, digits, '_' or '-'")
         digest = digest_path(path)
         existing = next((v for v in self.versions(name) if v.digest == digest), None)
-        if existing is not None:
+        restored = existing is not None and not self.files_exist(existing)
+        if existing is not None and not restored:
             source = existing.run_id
         else:
             source = run_id
@@ -225,7 +276,7 @@ class ArtifactStore:
             (f"{OUT}{name}", digest),
         ):  # OUT last: it is what makes a version
             self.client.set_tag(run_id, key, value)
-        return digest, existing
+        return Logged(digest, existing, restored)
 
     def record_use(self, run_id: str, version: ArtifactVersion) -> None:
         self.client.set_tag(run_id, f"{IN}{version.name}", version.digest)

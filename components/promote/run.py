@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import mlflow
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
+from mlpipe.errors import StepError
 from mlpipe.pipeline.contract import StepContract, StepParams, param, reads
 from mlpipe.pipeline.step import Step, run_script, step_run
 from mlpipe.tracking import promotion, wandb_mirror
@@ -68,14 +70,34 @@ def roll_back(step: Step, client: MlflowClient, params: Params) -> None:
     )
 
 
-def gate_score(model: str, test: Any, spec: DatasetSpec, metric: str, what: str) -> float:
-    """`metric`, as test_model would log it, of a model scored on the test data."""
+def gate_score(model: Any, test: Any, spec: DatasetSpec, metric: str, what: str) -> float:
+    """`metric`, as test_model would log it, of a loaded model scored on the test data."""
     from mlpipe.models import scoring
 
-    return promotion.metric_of(scoring.evaluate(scoring.load(model), test, spec)[1], metric, what)
+    return promotion.metric_of(scoring.evaluate(model, test, spec)[1], metric, what)
+
+
+def load_prod(step: Step, params: Params, current: ModelVersion) -> Any | None:
+    """The model prod holds; None when it cannot be loaded and `force` replaces it anyway."""
+    from mlpipe.models import scoring
+
+    try:
+        return scoring.load(f"models:/{params.model_name}/{current.version}")
+    except Exception as e:  # a cut file, a missing one, a class that no longer imports
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        problem = (
+            f"prod model v{current.version} of '{params.model_name}' cannot be loaded: "
+            f"{type(e).__name__}: {reason}"
+        )
+        if not params.force:
+            raise StepError(f"{step.name}: {problem}; promote.force=true replaces it") from e
+        step.log.warning("%s; promote.force=true replaces it", problem)
+        return None
 
 
 def run(params: Params) -> None:
+    from mlpipe.models import scoring
+
     with step_run(CONTRACT, params) as step:
         client = MlflowClient()
         if params.rollback:
@@ -100,25 +122,29 @@ def run(params: Params) -> None:
             )
         step.store.record_use(step.run_id, chosen.version)
         test_version, test = step.read_data(params.test_artifact)
-        candidate_score = gate_score(chosen.version.uri, test, spec, params.gate_metric, chosen.version.ref)
+        candidate_score = gate_score(
+            scoring.load(chosen.version.uri), test, spec, params.gate_metric, chosen.version.ref
+        )
         step.log_metrics({f"candidate_{params.gate_metric}": candidate_score})
+        registered: ModelVersion | None = None  # registered only when it is moved to prod
+        prod_score: float | None = None
         with promotion.promotion_lock(client, params.model_name):
-            registered = promotion.register(client, params.model_name, chosen.version)
             current = promotion.alias_version(client, params.model_name, params.alias)
-            if current is not None and current.version == registered.version:
-                decision, prod_score = "already_prod", candidate_score
+            if current is None:
+                decision = "promoted"
+            elif current.tags.get(promotion.TAG_DIGEST) == chosen.version.digest:
+                decision, registered, prod_score = "already_prod", current, candidate_score
             else:
-                prod_score = None
-                if current is not None:
-                    uri = f"models:/{params.model_name}/{current.version}"
-                    prod_score = gate_score(
-                        uri, test, spec, params.gate_metric, f"prod version {current.version}"
-                    )
-                passes = prod_score is None or promotion.better(
+                prod = load_prod(step, params, current)
+                if prod is not None:
+                    what = f"prod version {current.version}"
+                    prod_score = gate_score(prod, test, spec, params.gate_metric, what)
+                passes = prod_score is not None and promotion.better(
                     candidate_score, prod_score, params.direction, params.tolerance
                 )
                 decision = "promoted" if passes else ("forced" if params.force else "kept")
             if decision in ("promoted", "forced"):
+                registered = promotion.register(client, params.model_name, chosen.version)
                 record = promotion.move(
                     client,
                     step.store,
@@ -137,21 +163,24 @@ def run(params: Params) -> None:
         mlflow.set_tags(
             {
                 "decision": decision,
-                "candidate_version": registered.version,
+                "candidate_version": registered.version if registered else "not registered",
                 "prod_version_before": current.version if current else "none",
                 "test_artifact": test_version.ref,
             }
         )
-        versus = (
-            f"prod version {current.version} {prod_score:.4g}"
-            if current and prod_score is not None
-            else "no prod yet"
-        )
+        if current is None:
+            versus = "no prod yet"
+        elif prod_score is None:
+            versus = f"prod version {current.version}, which cannot be loaded"
+        else:
+            versus = f"prod version {current.version} {prod_score:.4g}"
+        candidate = chosen.version.ref  # and its registry version, once it has one
+        if registered is not None:
+            candidate = f"version {registered.version} ({candidate})"
         step.log.info(
-            "%s: candidate version %s (%s) %s %.4g vs %s on %s (tolerance %g)",
+            "%s: candidate %s %s %.4g vs %s on %s (tolerance %g)",
             decision,
-            registered.version,
-            chosen.version.ref,
+            candidate,
             params.gate_metric,
             candidate_score,
             versus,

@@ -11,7 +11,7 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
-from mlpipe.errors import StepError
+from mlpipe.errors import StepError, cause
 from mlpipe.pipeline.contract import StepContract, StepParams, param, reads
 from mlpipe.pipeline.step import Step, run_script, step_run
 from mlpipe.tracking import promotion, wandb_mirror
@@ -84,11 +84,7 @@ def load_prod(step: Step, params: Params, current: ModelVersion) -> Any | None:
     try:
         return scoring.load(f"models:/{params.model_name}/{current.version}")
     except Exception as e:  # a cut file, a missing one, a class that no longer imports
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        problem = (
-            f"prod model v{current.version} of '{params.model_name}' cannot be loaded: "
-            f"{type(e).__name__}: {reason}"
-        )
+        problem = f"prod model v{current.version} of '{params.model_name}' cannot be loaded: {cause(e)}"
         if not params.force:
             raise StepError(f"{step.name}: {problem}; promote.force=true replaces it") from e
         step.log.warning("%s; promote.force=true replaces it", problem)

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from mlpipe.errors import StepError
+from mlpipe.yaml_file import load_yaml
 
 if TYPE_CHECKING:
     from mlpipe.data.kinds import DataKind
@@ -100,7 +99,8 @@ class DatasetSpec:
         path = Path(path)
         if not path.is_file():
             raise StepError(f"dataset config '{path}' not found; expected a YAML file")
-        return cls.from_dict(yaml.safe_load(path.read_text()) or {}, where=f"dataset config {path}")
+        where = f"dataset config {path}"
+        return cls.from_dict(load_yaml(path, where) or {}, where=where)
 
     @property
     def features(self) -> list[str]:

@@ -6,11 +6,11 @@ import importlib.metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
 from omegaconf import OmegaConf
 
 from mlpipe.data.spec import DatasetSpec
 from mlpipe.errors import StepError
+from mlpipe.yaml_file import load_yaml
 
 
 def resolve_model_config(path: Path, spec: DatasetSpec) -> dict[str, Any]:
@@ -18,7 +18,7 @@ def resolve_model_config(path: Path, spec: DatasetSpec) -> dict[str, Any]:
     the step runs alone on a file from conf/model/."""
     if not path.is_file():
         raise StepError(f"model config '{path}' not found; expected a YAML file")
-    model = yaml.safe_load(path.read_text()) or {}
+    model = load_yaml(path, f"model config {path}") or {}
     root = OmegaConf.create({"dataset": spec.config, "model": model})
     return OmegaConf.to_container(root, resolve=True)["model"]  # type: ignore[index,return-value]
 

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 import mlpipe
 from mlpipe.data.spec import FEATURE_ROLES, DatasetSpec
-from mlpipe.errors import StepError
+from mlpipe.errors import StepError, cause
 from mlpipe.models.features import build_preprocessor, model_input
 from mlpipe.models.model_config import pinned_requirements, resolve_model_config
 
@@ -32,9 +32,8 @@ def build_model(spec: DatasetSpec, model_config: dict[str, Any]) -> Pipeline:
     try:
         estimator = instantiate(model_config["estimator"])
     except Exception as e:  # Hydra wraps import and argument errors alike
-        first = str(e).strip().splitlines()[0]
         raise StepError(
-            f"model config: cannot build estimator {model_config['estimator']['_target_']}: {first}"
+            f"model config: cannot build estimator {model_config['estimator']['_target_']}: {cause(e)}"
         ) from e
     settings = dict(model_config.get("preprocessing") or {})
     steps: list[tuple[str, Any]] = [

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torchvision import transforms
 
-from mlpipe.errors import StepError
+from mlpipe.errors import StepError, cause
 
 log = logging.getLogger("mlpipe.torch")
 TORCHSCRIPT_WARNING = re.compile(r"`torch\.jit\.\w+` is deprecated")
@@ -129,8 +129,7 @@ def make_optimizer(config: Mapping[str, Any], parameters: Any, lr: float) -> tor
         factory = instantiate(spec)
         return factory(parameters, lr=lr)
     except Exception as e:  # Hydra wraps import and argument errors alike
-        first = str(e).strip().splitlines()[0]
-        raise StepError(f"model config: cannot build optimizer {spec.get('_target_')}: {first}") from e
+        raise StepError(f"model config: cannot build optimizer {spec.get('_target_')}: {cause(e)}") from e
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mlpipe import project
 from mlpipe.errors import StepError
+from mlpipe.yaml_file import load_yaml
 
 CONFIG_NAME = "config"
 _MISSING = object()
@@ -56,13 +59,38 @@ def load(overrides: Sequence[str] = (), hydra_choices: bool = False) -> DictConf
             restore_gh_from_backup(running_app)
 
 
+def group_files(overrides: list[Override], known_groups: dict[str, list[str]]) -> list[Path]:
+    """The file of every group option the run composes: config.yaml's defaults list as the
+    overrides change it, every value of a sweep (config.yaml's own syntax is checked on the way)."""
+    root_file = project.root() / f"{CONFIG_NAME}.yaml"
+    choices: dict[str, list[Any]] = {}
+    for entry in (load_yaml(root_file, f"main: {root_file}") or {}).get("defaults") or []:
+        if isinstance(entry, dict):
+            choices.update({str(group): [option] for group, option in entry.items()})
+    for override in overrides:
+        if override.key_or_group in known_groups:
+            sweep = override.is_sweep_override()
+            choices[override.key_or_group] = (
+                list(override.sweep_string_iterator()) if sweep else [override.value()]
+            )
+    files = [
+        project.conf_dir() / group / f"{option}.yaml"
+        for group, options in choices.items()
+        for option in options
+    ]
+    return [f for f in files if f.is_file()]
+
+
 def check_overrides(args: Sequence[str]) -> None:
-    """Unknown keys and unknown group options become one clear line, not Hydra's paragraph.
+    """Unknown keys and unknown group options become one clear line, not Hydra's paragraph, and
+    so does a syntax error in a config file the run composes.
 
     Sweeps are checked on their first value; `+key=` (append) and `hydra...` are left to Hydra.
     """
     parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-") and "=" in a])
     known_groups = groups()
+    for file in group_files(parsed, known_groups):
+        load_yaml(file, f"main: {file}")
     selections, values = [], []
     for override in parsed:
         key = override.key_or_group

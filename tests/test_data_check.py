@@ -47,7 +47,7 @@ def test_first_run_sets_the_reference_then_drift_is_measured(store, capsys, tmp_
     code, err = check(capsys)
     assert code == 0, err
     run = last_run(store)
-    assert run.data.metrics["tests_passed"] == 8
+    assert run.data.metrics["tests_passed"] == 9
     assert 0 <= run.data.metrics["kl.neighbourhood_group"] < 0.01
     assert run.data.metrics["ks_pvalue.price"] > 0.001
     assert store.resolve("clean_data:reference").ref == "clean_data:v0"  # the reference stays

@@ -1,7 +1,7 @@
-"""basic_cleaning: checks the required columns and numeric types, drops rows outside the configured
-bounds (and rows without a target), parses dates, drops exact duplicates (images: decodes them,
-resized when `image.size` says so, and drops identical ones); logs rows in and out and what each
-rule dropped."""
+"""basic_cleaning: checks the required columns and numeric types and that every column the dataset
+config names (checks, bounds, `stratify_by`) exists, drops rows outside the configured bounds (and
+rows without a target), parses dates, drops exact duplicates (images: decodes them, resized when
+`image.size` says so, and drops identical ones); logs rows in and out and what each rule dropped."""
 
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ def run(params: Params) -> None:
     with step_run(CONTRACT, params) as step:
         spec = step.spec
         version, path = step.use(params.input_artifact)
-        cleaned = spec.kind.clean(path, spec, step.workdir, step.context(f"{version.ref} ({path.name})"))
+        where = step.context(f"{version.ref} ({path.name})")
+        cleaned = spec.kind.clean(path, spec, step.workdir, where)
+        # Before the data_check makes this data the reference, not when a column is first used.
+        spec.check_named_columns(spec.kind.summary(cleaned.data, spec).columns, where)
         step.log.info("%s: %s", version.ref, cleaned.describe())
         step.log_metrics({"rows_in": cleaned.rows_in, "rows_out": cleaned.rows_out})
         step.log_metrics({f"dropped.{rule}": n for rule, n in cleaned.dropped.items()})

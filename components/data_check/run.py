@@ -1,7 +1,8 @@
 """data_check: runs the data tests (pytest): those of the dataset's kind (columns and types, known
-categories, value ranges; image classes, shape, pixels) and those of every kind: row count, and
-drift against the version aliased `reference` (KL divergence of category distributions, KS test on
-numbers). On the first run the checked data becomes the reference."""
+categories, value ranges; image classes, shape, pixels) and those of every kind: row count, the
+columns the config names, and drift against the version aliased `reference` (KL divergence of
+category distributions, KS test on numbers). On the first run the checked data becomes the
+reference."""
 
 from __future__ import annotations
 

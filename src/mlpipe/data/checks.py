@@ -1,6 +1,7 @@
 """Data tests every kind runs (with the fixtures of mlpipe.data.check_fixtures): the row count,
-and drift against the reference version of the categories and numbers the dataset config names
-(`checks.drift_columns`, `checks.ks_columns`, columns of the kind's summary)."""
+the columns the dataset config names, and drift against the reference version of the categories
+and numbers the dataset config names (`checks.drift_columns`, `checks.ks_columns`, columns of the
+kind's summary)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ def test_row_count(data: Any, spec: DatasetSpec) -> None:
     assert size >= low, f"{size} rows, expected at least {low}"
     if high is not None:
         assert size <= high, f"{size} rows, expected at most {high}"
+
+
+def test_named_columns(summary: pd.DataFrame, spec: DatasetSpec) -> None:
+    missing = spec.missing_columns(summary.columns)
+    assert not missing, "; ".join(missing)
 
 
 def _columns(spec: DatasetSpec, key: str) -> list[str]:

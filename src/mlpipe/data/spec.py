@@ -6,7 +6,7 @@ The config is the only source of schema (DESIGN.md principle 5): no column list 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,8 @@ FEATURE_ROLES = ("numeric", "categorical", "ordinal", "text", "date")
 OTHER_ROLES = ("id", "ignored")
 TASKS = ("regression", "classification")
 DIRECTIONS = ("minimize", "maximize")
+# Keys naming columns of the data (as the kind's `summary` has them) that every kind reads.
+COLUMN_KEYS = ("checks.drift_columns", "checks.ks_columns", "stratify_by")
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,32 @@ class DatasetSpec:
     @property
     def required_columns(self) -> list[str]:
         return [*self.features, self.target]
+
+    def named_columns(self) -> list[tuple[str, str]]:
+        """(key, column) for every column the config names outside its column roles, under the
+        keys every kind reads and those its kind reads (a list, a mapping's keys, or one name)."""
+        found = []
+        for key in (*COLUMN_KEYS, *self.kind.column_keys):
+            value: Any = self.config
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, Mapping) else None
+            names = [value] if isinstance(value, str) else list(value or [])
+            found += [(key, str(name)) for name in names]
+        return found
+
+    def missing_columns(self, columns: Iterable[str]) -> list[str]:
+        """What the config names that `columns` (the data's, as the kind summarizes it) lack."""
+        present = set(map(str, columns))
+        return [
+            f"{key} names column '{column}', which the data lacks"
+            for key, column in self.named_columns()
+            if column not in present
+        ]
+
+    def check_named_columns(self, columns: Iterable[str], where: str) -> None:
+        missing = self.missing_columns(columns)
+        if missing:
+            raise StepError(f"{where}: {'; '.join(missing)} (its columns: {', '.join(map(str, columns))})")
 
 
 DEFAULT_METRICS = {

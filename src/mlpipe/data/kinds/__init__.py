@@ -53,6 +53,7 @@ class DataKind(ABC):
     name: ClassVar[str]
     options_key: ClassVar[str | None] = None  # the dataset config's section for this kind, if any
     checks: ClassVar[Path]  # the kind's data tests (pytest functions), run by data_check
+    column_keys: ClassVar[tuple[str, ...]] = ()  # dataset config keys naming columns, besides COLUMN_KEYS
 
     @abstractmethod
     def fetch(self, source: str, dest: Path, where: str) -> Fetched:

@@ -17,6 +17,7 @@ from mlpipe.data.tables import read_table, write_table
 class TableKind(DataKind):
     name = "table"
     checks = Path(__file__).with_name("checks.py")
+    column_keys = ("checks.categories", "checks.ranges", "cleaning.bounds")
 
     def fetch(self, source: str, dest: Path, where: str) -> Fetched:
         path = fetch(source, dest / "download", where)

@@ -17,6 +17,7 @@ def clean(df: pd.DataFrame, spec: DatasetSpec, where: str) -> Cleaned:
     A missing value is not "outside the bounds" (the model imputes it), except in the target.
     """
     check_columns(df, spec, where)
+    spec.check_named_columns(df.columns, where)  # the bounds' columns too
     df = coerce_numeric(df, spec, where)
     if df[spec.target].isna().all():
         raise StepError(f"{where}: target column '{spec.target}' is empty (all values missing)")
@@ -30,8 +31,6 @@ def clean(df: pd.DataFrame, spec: DatasetSpec, where: str) -> Cleaned:
 
     keep(df[spec.target].notna(), f"{spec.target} missing")
     for column, bounds in (spec.cleaning.get("bounds") or {}).items():
-        if column not in df.columns:
-            raise StepError(f"{where}: cleaning bound on column '{column}', which the data lacks")
         low, high = bounds
         if not pd.api.types.is_numeric_dtype(df[column]):
             raise StepError(f"{where}: cleaning bound on column '{column}', which is not numeric")

@@ -35,11 +35,11 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             check_sweep_direction(config)
-        except StepError as e:
+            # Parallel jobs racing on a fresh SQLite file collide in its schema migration.
+            store.ensure_experiment(str(config.main.project_name))
+        except StepError as e:  # a wrong direction, a damaged store
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
-        # Parallel jobs racing on a fresh SQLite file collide in its schema migration.
-        store.ensure_experiment(str(config.main.project_name))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep.write_summary(config, Path(str(config.hydra.sweep.dir)))

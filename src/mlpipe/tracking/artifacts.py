@@ -142,8 +142,9 @@ class ArtifactStore:
         latest = producers[-1].data.tags[f"{OUT}{name}"] if producers else None
         result = []
         for number, (digest, run) in enumerate(first.items()):
-            tags = uploaded.get(digest, run).data.tags
-            meta = json.loads(tags.get(f"{META}{name}", "{}"))
+            meta = json.loads(run.data.tags.get(f"{META}{name}", "{}"))
+            holder = uploaded.get(digest, run)  # where the files are (and their file name)
+            location = json.loads(holder.data.tags.get(f"{META}{name}", "{}"))
             names = [a for a, d in sorted(aliases.items()) if d == digest]
             if digest == latest:
                 names.insert(0, "latest")
@@ -152,8 +153,8 @@ class ArtifactStore:
                     name=name,
                     version=number,
                     digest=digest,
-                    run_id=tags.get(f"{SRC}{name}", uploaded.get(digest, run).info.run_id),
-                    file=meta.get("file", ""),
+                    run_id=holder.data.tags.get(f"{SRC}{name}", holder.info.run_id),
+                    file=location.get("file", ""),
                     type=meta.get("type", ""),
                     description=meta.get("description", ""),
                     metadata=meta.get("metadata", {}),
@@ -223,7 +224,8 @@ class ArtifactStore:
                 raise  # not a loss: keep MLflow's reason
         else:
             found = local / version.file if version.file else local
-            if found.is_file() if version.file else any(found.iterdir()):
+            present = found.is_file() if version.file else found.is_dir() and any(found.iterdir())
+            if present:
                 return found
         step = self.client.get_run(version.run_id).data.tags.get(TAG_STEP)
         again = (

@@ -58,8 +58,12 @@ def test_main_on_a_damaged_store_is_one_line(damaged: Path, tmp_path: Path) -> N
 def test_a_component_on_a_damaged_store_is_one_line(
     damaged: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    previous = mlflow.get_tracking_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{damaged}")
     mlflow.set_tracking_uri(f"sqlite:///{damaged}")
-    code, err = run_component("get_data", ["--source", str(NYC_CSV)], capsys)
+    try:
+        code, err = run_component("get_data", ["--source", str(NYC_CSV)], capsys)
+    finally:
+        mlflow.set_tracking_uri(previous)  # the later tests' store
     assert code == 1
     assert lines(err) == [f"error: download: {expected(damaged)}"]

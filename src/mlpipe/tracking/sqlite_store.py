@@ -1,15 +1,28 @@
-"""The SQLite tracking store as MLflow builds it, except that a damaged database file (cut short,
-overwritten) is one line naming the store and what to do, in every process that opens it.
+"""The SQLite tracking (and model registry) store as MLflow builds it, except that
 
-`mlflow run .` opens the store in MLflow's own CLI before any code of this project runs, so the
-builder is registered for the `sqlite` scheme through MLflow's tracking-store plugin entry point
-(`mlflow.tracking_store` in pyproject.toml). MLflow loads it when `mlflow.tracking` is imported:
-nothing here imports MLflow at module level.
+- it is built by one process at a time per database file: MLflow creates and migrates the tables
+  of a new file in whichever process opens it first, and two doing that at once (two `mlflow run
+  .` started together, the jobs of a parallel sweep) run the same migration twice, one crashing
+  (`duplicate column name: step`). Opening a store that exists takes milliseconds, so the lock
+  costs nothing afterwards;
+- a damaged database file (cut short, overwritten) is one line naming the store and what to do.
+
+Both hold in every process that opens the store: `mlflow run .` opens it in MLflow's own CLI
+before any code of this project runs, so the builders are registered for the `sqlite` scheme
+through MLflow's store plugin entry points (`mlflow.tracking_store`, `mlflow.model_registry_store`
+in pyproject.toml). MLflow loads them when `mlflow.tracking` is imported: nothing here imports
+MLflow at module level.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -43,12 +56,48 @@ def damaged_store(store_uri: str, error: sqlite3.DatabaseError) -> DamagedStore:
     )
 
 
+def lock_path(store_uri: str) -> str | None:
+    """The lock file of a SQLite database (None for an in-memory one): in the temporary folder,
+    named by the database's absolute path, so that every spelling of the URI shares it."""
+    database = store_uri.removeprefix(SQLITE).split("?", 1)[0] if store_uri.startswith(SQLITE) else ""
+    if database in ("", ":memory:"):
+        return None
+    digest = hashlib.sha256(os.path.realpath(database).encode()).hexdigest()[:24]
+    return os.path.join(tempfile.gettempdir(), f"mlpipe-sqlite-{digest}.lock")
+
+
+@contextmanager
+def one_at_a_time(store_uri: str) -> Iterator[None]:
+    path = lock_path(store_uri)
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def open_store(store_uri: str, artifact_uri: str | None = None) -> Any:
-    """MLflow's SQLAlchemy store for `store_uri`."""
+    """MLflow's SQLAlchemy tracking store for `store_uri`."""
     from mlflow.tracking._tracking_service.utils import _get_sqlalchemy_store
 
+    return built(store_uri, lambda: _get_sqlalchemy_store(store_uri, artifact_uri))
+
+
+def open_registry_store(store_uri: str, tracking_uri: str | None = None) -> Any:
+    """MLflow's SQLAlchemy model registry store for `store_uri`."""
+    from mlflow.tracking._model_registry.utils import _get_sqlalchemy_store
+
+    return built(store_uri, lambda: _get_sqlalchemy_store(store_uri))
+
+
+def built(store_uri: str, build: Callable[[], Any]) -> Any:
     try:
-        return _get_sqlalchemy_store(store_uri, artifact_uri)
+        with one_at_a_time(store_uri):
+            return build()
     except Exception as e:
         found = damage(e)
         if found is None:

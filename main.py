@@ -29,4 +29,4 @@ def cli() -> None:
 
 
 if __name__ == "__main__":
-    exit_after(cli)
+    exit_after(entry.run_interruptible, cli)

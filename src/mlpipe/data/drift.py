@@ -1,11 +1,15 @@
-"""Distribution drift between a batch and the reference batch, and the thresholds that judge it."""
+"""Distribution drift between a batch and the reference batch, and the thresholds that judge it.
+
+SciPy loads in the functions that use it: data_check's contract (the thresholds) is read by every
+pipeline start."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pandas as pd
-from scipy import stats
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ def kl_divergence(reference: pd.Series, current: pd.Series, smoothing: float = 0
 
     Additive smoothing keeps it finite when a category is missing on one side.
     """
+    from scipy import stats
+
     ref_counts = reference.astype(str).value_counts()
     cur_counts = current.astype(str).value_counts()
     categories = ref_counts.index.union(cur_counts.index)
@@ -39,6 +45,8 @@ def kl_divergence(reference: pd.Series, current: pd.Series, smoothing: float = 0
 
 def ks_pvalue(reference: pd.Series, current: pd.Series) -> float:
     """Two-sample Kolmogorov-Smirnov p-value (missing values left out)."""
+    from scipy import stats
+
     ref, cur = reference.dropna().to_numpy(), current.dropna().to_numpy()
     if len(ref) == 0 or len(cur) == 0:
         return float("nan")

@@ -1,22 +1,28 @@
 """What main.py does around the orchestrator: set this process (and the ones it starts) up for the
 project being run, check the command line before anything starts, and run one job (one pipeline
-invocation, or one job of a sweep), turning its failure into one line or a sweep's failure marker."""
+invocation, or one job of a sweep), turning its failure into one line or a sweep's failure marker,
+and a Ctrl-C or SIGTERM into KILLED runs and exit code 130 or 143.
+
+MLflow, pandas and the orchestrator are imported only once the config is composed: by then the
+step workers' warm parent is importing them too, on another core (see workers.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from mlpipe import project
 from mlpipe.errors import StepError
+from mlpipe.pipeline import executors, interrupts, workers
 from mlpipe.pipeline.config import check_overrides, register_resolvers, searchpath_override
-from mlpipe.pipeline.orchestrator import Pipeline
-from mlpipe.pipeline.sweep import FAILED, is_multirun, job_record, job_tags, objective
 from mlpipe.tracking import store, wandb_mirror
 from mlpipe.tracking.secrets import scrub_logs
 
@@ -27,6 +33,8 @@ def prepare_process(root: Path, argv: list[str]) -> None:
     """Once per `python main.py`: the project, the store and the interpreter every step uses,
     and the overrides checked (exit 2 with one line when one is wrong)."""
     launcher = os.environ.pop("MLFLOW_RUN_ID", None)  # set when `mlflow run` started us
+    if launcher:  # a signal that kills only `mlflow run` must not leave this process running
+        interrupts.die_with_parent()
     os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # the experiment is main.project_name's
     # `mlflow run` hands down its default store relative to where it was typed; results go there.
     results = project.launch_dir() if launcher else root
@@ -50,10 +58,15 @@ def prepare_process(root: Path, argv: list[str]) -> None:
 
 def run_job(cfg: DictConfig) -> float | None:
     """One pipeline invocation; return the sweep objective (`main.objective`) in a multirun."""
+    with contextlib.suppress(StepError):  # a bad main.executor is said in one line further on
+        executors.warm_up(cfg)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s | %(message)s", datefmt="%H:%M:%S", force=True
     )
     scrub_logs()
+    from mlpipe.pipeline.orchestrator import Pipeline
+    from mlpipe.pipeline.sweep import FAILED, is_multirun, job_record, job_tags, objective
+
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     pipeline = None
     try:
@@ -92,3 +105,27 @@ def run_job(cfg: DictConfig) -> float | None:
             output_dir
         )
     return value
+
+
+def run_interruptible(main: Callable[[], Any]) -> None:
+    """main.py's whole work; stopped by Ctrl-C or SIGTERM (the pipeline has ended its runs KILLED),
+    say so and exit 130 or 143 at once, without waiting for threads or exit handlers."""
+    interrupts.raise_on_signals()
+    try:
+        main()
+    except interrupts.Interrupted as e:
+        launcher = os.environ.get(LAUNCHER_VAR)
+        if launcher:
+            from mlflow.tracking import MlflowClient
+
+            from mlpipe.tracking import runs
+
+            try:
+                with interrupts.deferred():
+                    runs.kill_launcher(MlflowClient(), launcher, f"interrupted by {e}")
+            except Exception as error:  # the store gone too: still stop, and say so
+                print(f"the launcher run {launcher} could not be ended: {error}", file=sys.stderr)
+        workers.stop_warm_parent()
+        print(f"interrupted by {e}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(e.exit_code)

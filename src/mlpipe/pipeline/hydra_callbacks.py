@@ -12,9 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mlpipe.errors import StepError
-from mlpipe.pipeline import sweep
 from mlpipe.pipeline.config import register_resolvers
-from mlpipe.tracking import store
 
 # Joblib workers unpickle this callback before resolving `${results_root:}` in the job's dirs.
 register_resolvers()
@@ -33,6 +31,8 @@ def check_sweep_direction(config: DictConfig) -> None:
 
 class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlpipe.tracking import store  # MLflow loads once the config is known (see entry.py)
+
         try:
             check_sweep_direction(config)
             # Parallel jobs racing on a fresh SQLite file collide in its schema migration.
@@ -42,4 +42,6 @@ class SweepCallback(Callback):
             sys.exit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlpipe.pipeline import sweep
+
         sweep.write_summary(config, Path(str(config.hydra.sweep.dir)))

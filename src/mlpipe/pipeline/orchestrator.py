@@ -20,9 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlpipe import project
 from mlpipe.errors import StepError
-from mlpipe.pipeline import cache
+from mlpipe.pipeline import cache, executors, interrupts
 from mlpipe.pipeline.definition import names_list, selected_steps
-from mlpipe.pipeline.executors import ComponentFailed, make_executor
 from mlpipe.pipeline.planner import StepSpec, dependencies, plan
 from mlpipe.pipeline.progress import Progress
 from mlpipe.tracking import runs, store
@@ -35,6 +34,10 @@ class StepFailed(StepError):
     def __init__(self, step: str, reason: str) -> None:
         super().__init__(f"main: step '{step}' failed: {reason}")
         self.step = step
+
+
+class StepKilled(StepFailed):
+    """The step's process was stopped by a signal (Ctrl-C, SIGTERM): its run ends KILLED."""
 
 
 class Pipeline:
@@ -57,9 +60,11 @@ class Pipeline:
         self.run_name = run_name or f"pipeline {cfg.main.experiment_name}"
         self.parent_id: str | None = None
         # The config is checked before the store is touched: a bad config starts nothing.
-        self.executor = make_executor(str(cfg.main.get("executor", "mlflow_run")), str(cfg.main.env_manager))
+        self.executor = executors.make_executor(cfg)
         self.steps = selected_steps(cfg, *self.write_step_configs(), self.overrides)
         self.client = MlflowClient()
+        self.stopping = False  # set on Ctrl-C: no step starts, and none is recorded as reused
+        self.active: dict[str, str] = {}  # step -> run id, while its component runs
         self.use_cache = bool(cfg.main.get("cache", True))
         self.force = names_list(cfg.main.get("force_steps"))
         self.produced: dict[str, str] = {}  # artifact name -> digest written in this run
@@ -111,6 +116,7 @@ class Pipeline:
         reusable = self.use_cache and not step.side_effects and step.name not in self.force
         if reusable and cache.cacheable(params):
             original = cache.find_reusable(self.client, self.experiment_id, key)
+            self.check_not_stopping(step)
             lost = self.store.lost_outputs(original) if original is not None else []
             if lost:  # reuse only what can still be read: the step writes them again
                 log.info("%s: not reused, the files of %s are gone", step.name, ", ".join(lost))
@@ -128,26 +134,40 @@ class Pipeline:
                 )
                 self.collect_outputs(step, original)  # the reuse record carries the same outputs
                 return run_id
-        run_id = runs.start_step_run(
-            self.client,
-            self.experiment_id,
-            parent_id,
-            step.name,
-            step.component,
-            {cache.TAG_KEY: key, **self.commit},
-        )
+        with self._lock:
+            self.check_not_stopping(step)
+            run_id = runs.start_step_run(
+                self.client,
+                self.experiment_id,
+                parent_id,
+                step.name,
+                step.component,
+                {cache.TAG_KEY: key, **self.commit},
+            )
+            self.active[step.name] = run_id
         progress.update(step.name, "running", f"run {run_id}")
         try:
             self.executor.run(step.component, params, run_id, self.experiment_id)
-        except ComponentFailed as e:
-            reason = (
-                self.client.get_run(run_id).data.tags.get(runs.TAG_ERROR) or f"{e} (see its output above)"
-            )
+        except executors.StepInterrupted as e:
+            reason = f"interrupted: {e}"
+            runs.end_step_run(self.client, run_id, reason, killed=True)
+            progress.update(step.name, "killed", reason)
+            raise StepKilled(step.name, reason) from e
+        except executors.ComponentFailed as e:
+            reason = self.client.get_run(run_id).data.tags.get(runs.TAG_ERROR) or str(e)
+            runs.end_step_run(self.client, run_id, reason)  # after a hard crash it is still RUNNING
             progress.update(step.name, "failed", reason)
             raise StepFailed(step.name, reason) from e
+        finally:
+            with self._lock:
+                self.active.pop(step.name, None)
         progress.update(step.name, "done", f"run {run_id}")
         self.collect_outputs(step, self.client.get_run(run_id))
         return run_id
+
+    def check_not_stopping(self, step: StepSpec) -> None:
+        if self.stopping:
+            raise StepKilled(step.name, "interrupted before it started")
 
     def collect_outputs(self, step: StepSpec, run: Run) -> None:
         outputs = self.store.outputs_of(run)
@@ -159,14 +179,16 @@ class Pipeline:
         self, steps: list[StepSpec], depends: dict[str, set[str]], parent_id: str, done: dict[str, str]
     ) -> None:
         """Start each step once the steps it depends on are done; a failure stops the steps that
-        depend on it (running ones finish). Fill `done` (step -> run id); raise the first failure."""
+        depend on it (running ones finish). Fill `done` (step -> run id); raise the first failure.
+        Interrupted (Ctrl-C, SIGTERM), stop every step's process first."""
         progress = Progress([s.name for s in steps], log)
         pending = {s.name: s for s in steps}
         running: dict[Future[str], str] = {}
         failures: list[StepFailed] = []
         blocked: set[str] = set()
         workers = max(1, int(self.cfg.main.get("max_parallel", 4)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="step") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="step")
+        try:
             while pending or running:
                 for name, step in list(pending.items()):
                     if depends[name] & ({f.step for f in failures} | blocked):
@@ -185,9 +207,27 @@ class Pipeline:
                         done[name] = future.result()
                     except StepFailed as e:
                         failures.append(e)
+        except KeyboardInterrupt as e:  # Interrupted, or Ctrl-C where main.py did not set it up
+            self.interrupt(interrupts.signal_name(e), running, pool)
+            log.info("steps:\n%s", progress.table())
+            raise
+        pool.shutdown()
         log.info("steps:\n%s", progress.table())
         if failures:
             raise failures[0]
+
+    def interrupt(self, cause: str, running: dict[Future[str], str], pool: ThreadPoolExecutor) -> None:
+        """Stop every step's process, then end as KILLED the runs of the steps that were running."""
+        log.info("interrupted by %s: stopping %d running step(s)", cause, len(self.active))
+        with self._lock:
+            self.stopping = True
+        self.executor.stop()  # returns once their processes have ended
+        pool.shutdown(wait=False, cancel_futures=True)
+        wait(running, timeout=2.0)  # their threads end the runs KILLED
+        with self._lock:
+            left = dict(self.active)  # in-process steps: a thread cannot be stopped
+        for run_id in left.values():
+            runs.end_step_run(self.client, run_id, f"interrupted by {cause}", killed=True)
 
     def run(self) -> dict[str, str]:
         """Run the selected steps; return step name -> child run id."""
@@ -209,16 +249,19 @@ class Pipeline:
         }
         resolved = OmegaConf.to_container(cfg, resolve=True)
         assert isinstance(resolved, dict)
-        parent_id = self.parent_id = runs.start_pipeline_run(
-            self.client,
-            self.experiment_id,
-            self.run_name,
-            tags,
-            resolved,
-            OmegaConf.to_yaml(cfg, resolve=True),
-        )
-        if self.launcher:
-            runs.link_launcher(self.client, self.launcher, parent_id, self.extra_tags.get(runs.TAG_SWEEP_JOB))
+        with interrupts.deferred():  # a Ctrl-C now lands once the run exists, to be ended KILLED
+            parent_id = self.parent_id = runs.start_pipeline_run(
+                self.client,
+                self.experiment_id,
+                self.run_name,
+                tags,
+                resolved,
+                OmegaConf.to_yaml(cfg, resolve=True),
+            )
+            if self.launcher:
+                runs.link_launcher(
+                    self.client, self.launcher, parent_id, self.extra_tags.get(runs.TAG_SWEEP_JOB)
+                )
         log.info(
             "pipeline run %s in experiment '%s' (%s); stages: %s",
             parent_id,
@@ -228,13 +271,21 @@ class Pipeline:
         )
         children: dict[str, str] = {}
         error: str | None = "interrupted"
+        killed = True
         try:
             self.schedule(steps, depends, parent_id, children)
-            error = None
-        except StepFailed as e:
-            error = str(e)
+            error, killed = None, False
+        except StepFailed as e:  # a step stopped by a signal is an interrupted pipeline too
+            error, killed = str(e), isinstance(e, StepKilled)
+            raise
+        except KeyboardInterrupt as e:
+            error = f"interrupted by {interrupts.signal_name(e)}"
+            raise
+        except Exception as e:
+            error, killed = f"{type(e).__name__}: {e}", False
             raise
         finally:
-            runs.end_pipeline_run(self.client, parent_id, children, error)
+            with interrupts.deferred():
+                runs.end_pipeline_run(self.client, parent_id, children, error, killed)
         log.info("pipeline run %s finished", parent_id)
         return children

@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-STATES = ("waiting", "running", "reused", "done", "failed", "skipped")
+STATES = ("waiting", "running", "reused", "done", "failed", "killed", "skipped")
 
 
 @dataclass
@@ -32,10 +32,10 @@ class Progress:
             now = time.monotonic()
             if state == "running":
                 entry.started = now
-            elif entry.started is not None and state in ("reused", "done", "failed"):
+            elif entry.started is not None and state in ("reused", "done", "failed", "killed"):
                 entry.seconds = now - entry.started
             entry.state, entry.detail = state, detail
-            finished = sum(s.state in ("reused", "done", "failed", "skipped") for s in self.steps.values())
+            finished = sum(s.state not in ("waiting", "running") for s in self.steps.values())
             took = f" in {entry.seconds:.1f} s" if entry.seconds is not None and state != "running" else ""
             self.log.info(
                 "[%d/%d] %-15s %s%s%s",

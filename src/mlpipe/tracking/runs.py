@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import subprocess
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,8 @@ def log_params(config: Mapping[str, Any], run_id: str | None = None) -> None:
         client.log_batch(run_id, params=[Param(k, v) for k, v in items[start : start + 100]])
 
 
-def finish_run(run_id: str, failed: bool) -> None:
-    status = RunStatus.FAILED if failed else RunStatus.FINISHED
+def finish_run(run_id: str, failed: bool, killed: bool = False) -> None:
+    status = RunStatus.KILLED if killed else RunStatus.FAILED if failed else RunStatus.FINISHED
     MlflowClient().set_terminated(run_id, RunStatus.to_string(status))
 
 
@@ -66,9 +67,11 @@ def git_state(folder: Path) -> dict[str, str]:
         return {"mlpipe.git_dirty": "unknown (no git commit)"}
 
 
+@cache
 def installed_packages() -> str:
     """Every distribution in this environment as name==version, one per line (the parent run's
-    record; the cache key uses only the pinned ones, see cache.package_versions)."""
+    record; the cache key uses only the pinned ones, see cache.package_versions). Read once per
+    process: the jobs of a sweep share it."""
     names = {f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()}
     return "\n".join(sorted(names, key=str.lower)) + "\n"
 
@@ -96,13 +99,20 @@ def link_launcher(client: MlflowClient, launcher_id: str, pipeline_id: str, job:
     client.set_tag(launcher_id, f"{TAG_PIPELINE_RUN}{f'.{job}' if job else ''}", pipeline_id)
 
 
+def kill_launcher(client: MlflowClient, launcher_id: str, reason: str) -> None:
+    """End the `mlflow run` launcher run KILLED (main.py was interrupted)."""
+    client.set_tag(launcher_id, TAG_ERROR, reason)
+    client.set_terminated(launcher_id, RunStatus.to_string(RunStatus.KILLED))
+
+
 def end_pipeline_run(
-    client: MlflowClient, run_id: str, children: Mapping[str, str], error: str | None
+    client: MlflowClient, run_id: str, children: Mapping[str, str], error: str | None, killed: bool = False
 ) -> None:
+    """FINISHED, FAILED with the error, or KILLED (stopped by a signal)."""
     if error:
         client.set_tag(run_id, TAG_ERROR, error[:5000])
     client.log_text(run_id, json.dumps(dict(children), indent=2), "step_runs.json")
-    finish_run(run_id, failed=error is not None)
+    finish_run(run_id, failed=error is not None, killed=killed)
 
 
 def start_step_run(
@@ -116,6 +126,22 @@ def start_step_run(
     """The child run a step's component resumes."""
     run_tags = {TAG_PARENT: parent_id, TAG_STEP: step, TAG_COMPONENT: component, **tags}
     return client.create_run(experiment_id, run_name=step, tags=run_tags).info.run_id
+
+
+def note_error(client: MlflowClient, run: Run, reason: str) -> None:
+    """The reason a run failed, unless its code recorded one already."""
+    if TAG_ERROR not in run.data.tags:
+        client.set_tag(run.info.run_id, TAG_ERROR, scrub(reason)[:5000])
+
+
+def end_step_run(client: MlflowClient, run_id: str, reason: str, killed: bool = False) -> None:
+    """A step that did not succeed: the reason on its run (unless its code put one there) and
+    its run ended FAILED (a run its process could not end, after a hard crash) or KILLED."""
+    run = client.get_run(run_id)
+    note_error(client, run, reason)
+    if killed or not RunStatus.is_terminated(RunStatus.from_string(run.info.status)):
+        status = RunStatus.KILLED if killed else RunStatus.FAILED
+        client.set_terminated(run_id, RunStatus.to_string(status))
 
 
 def record_reuse(

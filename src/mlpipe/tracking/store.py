@@ -6,10 +6,6 @@ import os
 import time
 from pathlib import Path
 
-import mlflow
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-
 from mlpipe import project
 
 ENV_URI = "MLFLOW_TRACKING_URI"
@@ -42,6 +38,8 @@ def default_artifact_location(uri: str) -> str | None:
 
 def configure() -> str:
     """Point MLflow (and every child process) at the store; return its URI."""
+    import mlflow  # here, not above: main.py reads ENV_URI and `absolute` before it needs MLflow
+
     uri = tracking_uri()
     os.environ[ENV_URI] = uri
     # Steps fetch artifacts from a local store: a progress bar per file is only noise in the log.
@@ -52,6 +50,9 @@ def configure() -> str:
 
 def ensure_experiment(name: str) -> str:
     """Create the store and the experiment once; safe when several processes race on it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
     uri = configure()
     client = MlflowClient(uri)
     for attempt in range(5):

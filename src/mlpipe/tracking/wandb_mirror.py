@@ -11,11 +11,14 @@ otherwise. Nothing here imports wandb when the mode is `disabled`.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import logging
 import netrc
 import os
+import sys
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -120,7 +123,43 @@ def prepare_pipeline(configured: str, project: str, group: str, directory: Path)
     elif mode == "offline":
         log.info("W&B offline: runs are written under %s/wandb for a later `wandb sync`", directory)
     os.environ.update(step_environment(mode, project, group, directory))
+    if mode != "disabled":
+        share_service()
     return mode
+
+
+# -- W&B in processes forked from a parent that imported it (the step workers) -----------------
+def import_time_folders() -> list[tempfile.TemporaryDirectory[str]]:
+    """The temporary folders W&B makes once, at import (media files, artifact files), each removed
+    by an exit handler."""
+    media = sys.modules.get("wandb.sdk.data_types._private")
+    artifact = getattr(sys.modules.get("wandb.sdk.artifacts.artifact"), "Artifact", None)
+    found = [getattr(media, "MEDIA_TMP", None), getattr(artifact, "_TMP_DIR", None)]
+    return [f for f in found if isinstance(f, tempfile.TemporaryDirectory)]
+
+
+def release_import_time_folders() -> None:
+    """In a parent that forks processes after importing W&B: remove those folders now, so that the
+    first forked process to end does not remove them under the others (`own_folders`)."""
+    for folder in import_time_folders():
+        atexit.unregister(folder.cleanup)
+        folder.cleanup()
+
+
+def own_folders() -> None:
+    """In a process forked from such a parent: W&B's temporary folders of its own, removed at exit."""
+    for folder in import_time_folders():
+        folder.name = tempfile.mkdtemp(prefix="wandb-")
+        atexit.register(folder.cleanup)
+
+
+def share_service() -> None:
+    """One W&B service process for the whole pipeline rather than one started by every step:
+    `wandb.setup()` starts it (once per process) and names it in WANDB_SERVICE, which every step
+    process inherits, so a step's `wandb.init` connects to it. It ends with this process."""
+    import wandb
+
+    wandb.setup()
 
 
 # -- online decisions, kept apart from the network so they can be tested ------------------------
@@ -199,9 +238,14 @@ class Mirror:
                 mode=mode,
                 # The in-process executor runs several steps at once in one process.
                 reinit="create_new",
-                # No system metadata: it records the command line, which may hold a secret.
+                # No system metadata: it records the command line, which may hold a secret. No
+                # list of installed packages (half a second a step): the pipeline run has it.
                 settings=wandb.Settings(
-                    x_disable_meta=True, x_disable_stats=True, save_code=False, silent=True
+                    x_disable_meta=True,
+                    x_disable_stats=True,
+                    x_save_requirements=False,
+                    save_code=False,
+                    silent=True,
                 ),
             )
         except Exception as e:

@@ -45,9 +45,10 @@ new-step: install ## Scaffold a runnable step: make new-step NAME=<name> [READS=
 	@test -n "$(NAME)" || { echo "usage: make new-step NAME=<name> [READS=<artifact>] [WRITES=<artifact>]"; exit 2; }
 	PYTHONPATH=src $(BIN)/python -m mlpipe.pipeline.scaffold $(NAME) --reads $(or $(READS),clean_data) $(if $(WRITES),--writes $(WRITES))
 
-bench: install ## Measure the pipeline against a plain script (benchmarks/)
+bench: install ## Measure the pipeline against a plain script, and W&B's cost (benchmarks/)
 	$(BIN)/python benchmarks/pipeline_vs_script.py
 	$(BIN)/python benchmarks/rerun_phases.py
+	$(BIN)/python benchmarks/wandb_overhead.py
 
 ui: install ## Open the MLflow UI on the project's store (http://127.0.0.1:5000)
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db

@@ -24,12 +24,17 @@ def project_env(**extra: str) -> dict[str, str]:
 
 def timed(command: Sequence[str], env: dict[str, str]) -> float:
     """Wall seconds of one command run from the project root; a failure ends the benchmark."""
+    return timed_output(command, env)[0]
+
+
+def timed_output(command: Sequence[str], env: dict[str, str]) -> tuple[float, str]:
+    """Wall seconds and standard output of one command run from the project root."""
     started = time.perf_counter()
     result = subprocess.run(list(command), cwd=ROOT, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"benchmark command failed: {' '.join(command)}\n{result.stderr[-2000:]}")
-    return elapsed
+    return elapsed, result.stdout
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[object]], title: str = "") -> None:

@@ -1,40 +1,50 @@
 """The pipeline's orchestration cost, measured against a plain script doing the same work.
 
-Runs each command several times on the NYC sample with the default config and prints medians
-and ratios (the plain script is the baseline):
+Runs each command several times, taking turns, on the NYC sample with the default config (W&B
+disabled), and prints medians and the ratios issue 12 sets targets for. `floor` is `mlflow run`
+of a project whose entry point does nothing (`python -c pass`), on a store as fresh as the
+pipeline's: what MLflow's command line costs before any pipeline runs (also shown: `mlflow run .
+-e benchmarks/noop.py`, this project with an entry point that does nothing, where MLflow also
+reads the git checkout).
 
-1. a cold `mlflow run .` (nothing to reuse: a new experiment) / the plain script (target <= 1.5)
-2. an unchanged second `mlflow run .` (every step reused) / the plain script (target <= 0.4)
-3. a 6-job sweep over training parameters with the step cache / the same sweep with main.cache=false
+1. cold `mlflow run .` on a fresh store: (time - floor) / plain script          target <= 1.2
+2. unchanged rerun through `mlflow run .`: (time - floor) / plain script       target <= 0.1
+3. cold `python main.py` on a fresh store / plain script                       target <= 1.2
+4. unchanged rerun, `python main.py` / plain script                            target <= 0.3
+5. a 6-job train-only sweep (`python main.py ... -m`, basic launcher, data steps done before)
+   / the sum of the plain script's fit times with the same six settings         target <= 1.3
 
-Both executors are measured: each step a nested `mlflow run` (the default) and in-process; so is
-`python main.py` (the same entry point without MLflow's CLI in front). Two floors show what no
-pipeline can go below: `mlflow run` of a project whose entry point does nothing, and a Python
-process that imports MLflow and opens the SQLite store.
+The floor under 2 and 4: a Python process that imports MLflow, opens the store and exits at once
+(any process that looks at the store pays it). `--executors mlflow_run,inprocess` adds the
+other executors' cold runs and reruns through `mlflow run .` for comparison.
+
 Usage: python benchmarks/pipeline_vs_script.py [--repeats 3] [--sweep-repeats 1] [--skip-sweep]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
-from bench_utils import ROOT, print_table, project_env, timed
+from bench_utils import ROOT, print_table, project_env, timed, timed_output
 
 BIN = Path(sys.executable).parent
-SWEEP = "model.estimator.max_depth=10,15,20 model.preprocessing.tfidf_max_features=10,30"
-
-
-OPEN_STORE = "from mlflow.tracking import MlflowClient; MlflowClient().search_experiments(max_results=1)"
-
-
-def pipeline(options: str) -> list[str]:
-    return [str(BIN / "mlflow"), "run", ".", "--env-manager", "local", "-P", f"hydra_options={options}"]
+GRID = {
+    "model.estimator.max_depth": ("10", "15", "20"),
+    "model.preprocessing.tfidf_max_features": ("10", "30"),
+}
+PLAIN = [str(BIN / "python"), "benchmarks/plain_script.py"]
+EMPTY_RUN = [str(BIN / "mlflow"), "run"]
+LOCAL = ["--env-manager", "local"]
+NOOP = "benchmarks/noop.py"  # this project (a git checkout), with an entry point that does nothing
+OPEN_STORE = (
+    "import os; from mlflow.tracking import MlflowClient; "
+    "MlflowClient().search_experiments(max_results=1); os._exit(0)"  # main.py's exit: no teardown
+)
 
 
 def empty_project() -> Path:
@@ -44,78 +54,98 @@ def empty_project() -> Path:
     return folder
 
 
+def fresh_store() -> dict[str, str]:
+    """The environment of a user's shell pointing at a store that does not exist yet."""
+    folder = Path(tempfile.mkdtemp(prefix="mlpipe-bench-"))
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    return project_env(MLFLOW_TRACKING_URI=uri, MLPIPE_OUTPUT_ROOT=str(folder))
+
+
+def mlflow_run(options: str = "") -> list[str]:
+    return [str(BIN / "mlflow"), "run", ".", "--env-manager", "local", "-P", f"hydra_options={options}"]
+
+
+def main_py(*overrides: str) -> list[str]:
+    return [str(BIN / "python"), "main.py", *overrides]
+
+
+def sweep_jobs() -> list[list[str]]:
+    (depth_key, depths), (features_key, features) = GRID.items()
+    return [[f"{depth_key}={d}", f"{features_key}={f}"] for d in depths for f in features]
+
+
+def fit_seconds(output: str) -> float:
+    found = re.search(r"fit seconds ([\d.]+)", output)
+    assert found, output
+    return float(found.group(1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sweep-repeats", type=int, default=1, help="each sweep takes a minute or more")
     parser.add_argument("--skip-sweep", action="store_true")
-    parser.add_argument("--sweep-repeats", type=int, default=1, help="each sweep takes minutes")
+    parser.add_argument("--executors", default="", help="others to compare, e.g. mlflow_run,inprocess")
     args = parser.parse_args()
-    store = Path(tempfile.mkdtemp(prefix="mlpipe-bench-"))
-    env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{store / 'mlflow.db'}")
-    # Create the store once, as a user's project has it after the first run ever.
-    subprocess.run(
-        [str(BIN / "python"), "-c", "from mlpipe.tracking import store; store.ensure_experiment('warmup')"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-
     samples: dict[str, list[float]] = {}
 
-    def measure(name: str, command: list[str]) -> None:
-        samples.setdefault(name, []).append(timed(command, env))
-        print(f"  {name}: {samples[name][-1]:.1f} s", file=sys.stderr)
+    def measure(name: str, command: list[str], env: dict[str, str]) -> str:
+        seconds, output = timed_output(command, env)
+        samples.setdefault(name, []).append(seconds)
+        print(f"  {name}: {seconds:.1f} s", file=sys.stderr)
+        return output
 
-    empty = empty_project()
+    empty = str(empty_project())
     for repeat in range(args.repeats):
         print(f"repeat {repeat + 1}/{args.repeats}", file=sys.stderr)
-        measure("plain script", [str(BIN / "python"), "benchmarks/plain_script.py"])
+        env = fresh_store()
+        output = measure("plain script", PLAIN, env)
+        samples.setdefault("plain script: fit", []).append(fit_seconds(output))
+        measure("floor: mlflow run of an empty project, fresh store", [*EMPTY_RUN, empty], env)
+        measure("floor: mlflow run of an empty project", [*EMPTY_RUN, empty], env)
+        measure("floor: mlflow run . -e benchmarks/noop.py", [*EMPTY_RUN, ".", "-e", NOOP, *LOCAL], env)
         measure(
-            "floor: mlflow run of an empty project",
-            [str(BIN / "mlflow"), "run", str(empty), "--env-manager", "local"],
+            "floor: python importing MLflow, opening the store", [str(BIN / "python"), "-c", OPEN_STORE], env
         )
-        measure("floor: python importing MLflow, opening the store", [str(BIN / "python"), "-c", OPEN_STORE])
-        for executor in ("mlflow_run", "inprocess"):
-            project = f"main.project_name=bench-{uuid.uuid4().hex[:8]} main.executor={executor}"
-            measure(f"cold mlflow run . ({executor})", pipeline(project))
-            measure(f"unchanged rerun ({executor})", pipeline(project))
-        project = [f"main.project_name=bench-{uuid.uuid4().hex[:8]}", "main.executor=inprocess"]
-        measure("cold python main.py (inprocess)", [str(BIN / "python"), "main.py", *project])
-        measure("unchanged rerun, python main.py (inprocess)", [str(BIN / "python"), "main.py", *project])
+        measure("cold mlflow run . (fresh store)", mlflow_run(), fresh := fresh_store())
+        measure("unchanged rerun, mlflow run .", mlflow_run(), fresh)
+        measure("cold python main.py (fresh store)", main_py(), fresh := fresh_store())
+        measure("unchanged rerun, python main.py", main_py(), fresh)
+        for executor in filter(None, args.executors.split(",")):
+            options = f"main.executor={executor}"
+            measure(f"cold mlflow run . ({executor})", mlflow_run(options), fresh := fresh_store())
+            measure(f"unchanged rerun, mlflow run . ({executor})", mlflow_run(options), fresh)
     for _ in range(0 if args.skip_sweep else args.sweep_repeats):
-        for executor in ("mlflow_run", "inprocess"):
-            for cache in ("true", "false"):  # interleaved, so drifting load hits both alike
-                project = f"main.project_name=bench-{uuid.uuid4().hex[:8]} main.executor={executor}"
-                measure(
-                    f"6-job sweep, cache={cache} ({executor})",
-                    pipeline(f"{project} main.cache={cache} {SWEEP} -m"),
-                )
+        env = fresh_store()
+        timed(main_py("main.steps='download,basic_cleaning,data_check,data_split'"), env)
+        grid = [f"{key}={','.join(values)}" for key, values in GRID.items()]
+        measure("6-job train-only sweep, python main.py", main_py("main.steps=train", *grid, "-m"), env)
+        fits = [fit_seconds(timed_output([*PLAIN, *job], env)[1]) for job in sweep_jobs()]
+        samples.setdefault("plain script: the six fits", []).append(sum(fits))
 
     median = {name: statistics.median(values) for name, values in samples.items()}
-    base = median["plain script"]
+    plain, floor, fresh_floor = (
+        median["plain script"],
+        median["floor: mlflow run of an empty project"],
+        median["floor: mlflow run of an empty project, fresh store"],
+    )
     rows = []
     for name, value in median.items():
-        if name.startswith("6-job sweep, cache=true"):
-            executor = name.split("(")[1]
-            reference = median.get(f"6-job sweep, cache=false ({executor}")
-            rows.append(
-                (
-                    name,
-                    str(len(samples[name])),
-                    f"{value:.1f}",
-                    f"{value / reference:.2f}",
-                    "same sweep, cache=false",
-                )
-            )
-        elif name.startswith("6-job sweep"):
-            rows.append((name, str(len(samples[name])), f"{value:.1f}", "", ""))
+        runs = str(len(samples[name]))
+        if name.startswith("cold mlflow run"):
+            ratio, baseline = (value - fresh_floor) / plain, "(time - fresh-store floor) / plain script"
+        elif name.startswith("unchanged rerun, mlflow run"):
+            ratio, baseline = (value - floor) / plain, "(time - floor) / plain script"
+        elif name.startswith("6-job"):
+            ratio, baseline = value / median["plain script: the six fits"], "the plain script's six fits"
+        elif name == "plain script: the six fits":
+            ratio, baseline = None, ""
         else:
-            rows.append(
-                (name, str(len(samples[name])), f"{value:.1f}", f"{value / base:.2f}", "plain script")
-            )
-    print_table(("measurement", "runs", "median s", "ratio", "baseline"), rows)
+            ratio, baseline = value / plain, "plain script"
+        rows.append((name, runs, f"{value:.2f}", "" if ratio is None else f"{ratio:.2f}", baseline))
+    print_table(("measurement", "runs", "median s", "ratio", "baseline"), rows, title=f"{ROOT}")
 
 
 if __name__ == "__main__":

@@ -9,16 +9,18 @@ import yaml
 
 from tests.conftest import COMPONENTS_DIR, PROJECT_ROOT
 
+PIN = re.compile(r"([\w\-]+(?:\[[\w,\-]+\])?)==([\w.]+)")  # name[extras]==version
+
 
 def pyproject_pins() -> dict[str, str]:
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
-    return dict(re.fullmatch(r"([\w\-]+)==([\w.]+)", d).groups() for d in project["dependencies"])
+    return dict(PIN.fullmatch(d).groups() for d in project["dependencies"])
 
 
 def test_conda_env_pins_the_same_versions_as_pyproject():
     conda = yaml.safe_load((PROJECT_ROOT / "conda.yml").read_text())
     pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
-    conda_pins = dict(re.fullmatch(r"([\w\-]+)==([\w.]+)", p).groups() for p in pip if "==" in p)
+    conda_pins = dict(PIN.fullmatch(p).groups() for p in pip if "==" in p)
     assert conda_pins == pyproject_pins()
     assert "-e ." in pip
 

@@ -7,11 +7,12 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 STEPS ?= all
 HYDRA_OPTIONS ?=
+SERVER_PORT ?= 5000
 
-.PHONY: help install run test test-fast lint format contracts new-step bench ui clean
+.PHONY: help install run test test-fast lint format contracts new-step bench ui server server-stop clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,5 +54,12 @@ bench: install ## Measure the pipeline against a plain script, and W&B's cost (b
 ui: install ## Open the MLflow UI on the project's store (http://127.0.0.1:5000)
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
 
-clean: ## Remove the store, outputs and caches (keeps .venv)
+server: install ## PostgreSQL under .server/ + `mlflow server` on 127.0.0.1 (SERVER_PORT=5000), artifacts proxied
+	$(BIN)/python -m mlpipe.tracking.server start --folder $(CURDIR)/.server --port $(SERVER_PORT)
+
+server-stop: ## Stop what `make server` started, by its pids (the data stays in .server/)
+	$(BIN)/python -m mlpipe.tracking.server stop --folder $(CURDIR)/.server
+
+clean: ## Remove the store, outputs and caches (keeps .venv; `make server-stop` first to drop .server/)
 	rm -rf mlflow.db mlartifacts outputs multirun .pytest_cache .ruff_cache
+	test -f .server/server.json || rm -rf .server

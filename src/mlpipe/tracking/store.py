@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from mlpipe import project
+from mlpipe.errors import StepError
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 SQLITE = "sqlite:///"
@@ -46,6 +49,41 @@ def configure() -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def unreachable(uri: str, timeout_s: float = 5.0) -> str | None:
+    """None when the store at `uri` answers (a local file always does); else why not, one line."""
+    scheme = uri.partition("://")[0]
+    if scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+                return None if response.status == 200 else f"HTTP {response.status} from /health"
+        except urllib.error.HTTPError as e:
+            return f"HTTP {e.code} from /health"
+        except (OSError, ValueError) as e:
+            return " ".join(str(getattr(e, "reason", e)).split()) or type(e).__name__
+    if scheme.startswith("postgresql"):
+        from mlpipe.tracking.postgres import answers
+
+        return answers(uri, timeout_s)
+    return None
+
+
+def check_answers(what: str = "main") -> None:
+    """Stop with one line, before anything starts, when the tracking store does not answer
+    (MLflow's client would retry for minutes)."""
+    uri = tracking_uri()
+    why = unreachable(uri)
+    if why is None:
+        return
+    if uri.startswith("postgresql"):
+        from mlpipe.tracking.postgres import where
+
+        raise StepError(f"{what}: PostgreSQL at {where(uri)} (MLFLOW_TRACKING_URI) does not answer: {why}")
+    raise StepError(
+        f"{what}: the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) does not answer: {why}; "
+        "start it with `make server` or point MLFLOW_TRACKING_URI at a running one"
+    )
 
 
 def ensure_experiment(name: str) -> str:

@@ -52,9 +52,14 @@ def enter(project_root: Path, results: Path | None = None) -> None:
     given). Called once by each entry point."""
     os.environ[ENV_ROOT] = str(project_root)
     os.environ[ENV_RESULTS] = str(results or project_root)
+    os.environ["PYTHONPATH"] = import_path(project_root)
+
+
+def import_path(project_root: Path) -> str:
+    """PYTHONPATH with the project's `src/` first (once), then what it already held."""
     src = str(project_root / "src")
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
-    os.environ["PYTHONPATH"] = os.pathsep.join([src, *paths])
+    return os.pathsep.join([src, *paths])
 
 
 def launch_dir() -> Path:

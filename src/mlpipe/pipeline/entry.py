@@ -45,19 +45,30 @@ def prepare_process(root: Path, argv: list[str]) -> None:
         )
     if launcher:
         os.environ[LAUNCHER_VAR] = launcher
-    # With env_manager=local a step runs `python` from PATH: make it this interpreter.
-    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    register_resolvers()
+    prepare_job()
     try:
         check_overrides(argv)
+        store.check_answers()  # a server or database that is not there: one line, not minutes of retries
     except StepError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     argv.insert(0, searchpath_override())  # before any flag: `... -m` ends many command lines
 
 
+def prepare_job() -> None:
+    """What every process that runs a job needs, whoever started it: main.py, or a Ray worker
+    that got the project, the store and the settings through its runtime environment."""
+    project.enter(project.root(), project.results_root())
+    # With env_manager=local a step runs `python` from PATH: make it this interpreter.
+    bin_dir = str(Path(sys.executable).parent)
+    paths = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != bin_dir]
+    os.environ["PATH"] = os.pathsep.join([bin_dir, *paths])
+    register_resolvers()
+
+
 def run_job(cfg: DictConfig) -> float | None:
     """One pipeline invocation; return the sweep objective (`main.objective`) in a multirun."""
+    prepare_job()
     with contextlib.suppress(StepError):  # a bad main.executor is said in one line further on
         executors.warm_up(cfg)
     logging.basicConfig(

@@ -31,13 +31,16 @@ def check_sweep_direction(config: DictConfig) -> None:
 
 class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mlpipe.tracking import store  # MLflow loads once the config is known (see entry.py)
+        from mlpipe.pipeline import ray_jobs  # MLflow loads once the config is known (see entry.py)
+        from mlpipe.tracking import store
 
         try:
             check_sweep_direction(config)
             # Parallel jobs racing on a fresh SQLite file collide in its schema migration.
             store.ensure_experiment(str(config.main.project_name))
-        except StepError as e:  # a wrong direction, a damaged store
+            if ray_jobs.uses_ray(config):
+                ray_jobs.start(config)  # with what the jobs cannot inherit from this process
+        except StepError as e:  # a wrong direction, a damaged store, a Ray address nobody answers
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
 

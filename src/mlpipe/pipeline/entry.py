@@ -31,7 +31,7 @@ LAUNCHER_VAR = "MLPIPE_LAUNCHER_RUN_ID"  # the `mlflow run` launcher run, kept f
 
 def prepare_process(root: Path, argv: list[str]) -> None:
     """Once per `python main.py`: the project, the store and the interpreter every step uses,
-    and the overrides checked (exit 2 with one line when one is wrong)."""
+    the overrides checked and the store asked (exit 2 with one line when either is wrong)."""
     launcher = os.environ.pop("MLFLOW_RUN_ID", None)  # set when `mlflow run` started us
     if launcher:  # a signal that kills only `mlflow run` must not leave this process running
         interrupts.die_with_parent()

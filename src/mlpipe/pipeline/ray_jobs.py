@@ -32,7 +32,7 @@ FORWARDED_PREFIXES = ("MLFLOW_", "WANDB_", "MLPIPE_")
 NOT_FORWARDED = {"MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"}
 LOCAL_OBJECT_STORE_BYTES = 78_643_200  # the launcher's own default for a local Ray: jobs pass little data
 KEY = "hydra.launcher.ray.init"
-log = logging.getLogger("ray")
+log = logging.getLogger("mlpipe.ray")
 
 
 def uses_ray(config: DictConfig) -> bool:

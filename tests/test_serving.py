@@ -69,9 +69,15 @@ def prod_model(trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp
     )
     while mlflow.active_run():
         mlflow.end_run()
-    store = ArtifactStore(experiment_id, client)
+    return model_rows(trained_store.uri, trained_store.experiment, tmp_path, 20)
+
+
+def model_rows(tracking_uri: str, experiment: str, tmp_path: Path, rows: int) -> pd.DataFrame:
+    """The first rows of the experiment's latest test set, as they are stored."""
+    client = mlflow.MlflowClient(tracking_uri)
+    store = ArtifactStore(client.get_experiment_by_name(experiment).experiment_id, client)
     test = read_table(store.download(store.resolve("test_data:latest"), tmp_path / "test"), "test_data")
-    return test.head(20)
+    return test.head(rows)
 
 
 @contextmanager

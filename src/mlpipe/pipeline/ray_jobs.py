@@ -16,9 +16,9 @@ cluster on the same machine); `auto` joins the cluster `ray start` started here 
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
+import sys
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -32,7 +32,6 @@ FORWARDED_PREFIXES = ("MLFLOW_", "WANDB_", "MLPIPE_")
 NOT_FORWARDED = {"MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"}
 LOCAL_OBJECT_STORE_BYTES = 78_643_200  # the launcher's own default for a local Ray: jobs pass little data
 KEY = "hydra.launcher.ray.init"
-log = logging.getLogger("mlpipe.ray")
 
 
 def uses_ray(config: DictConfig) -> bool:
@@ -126,4 +125,5 @@ def start(config: DictConfig) -> None:
         raise StepError(f"main: Ray did not start at {options['address']} ({KEY}): {first}") from None
     cpus = int(ray.cluster_resources().get("CPU", 0))
     where = f"joined the Ray cluster at {options['address']}" if joined else "started a local Ray"
-    log.info("%s (%d CPUs) for the sweep's jobs", where, cpus)
+    # The launcher's own lines go to stderr too; the sweep's logging is not set up yet here.
+    print(f"{where} ({cpus} CPUs) for the sweep's jobs", file=sys.stderr)

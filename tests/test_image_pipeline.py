@@ -17,6 +17,11 @@ from tests.conftest import mlflow_run
 from tests.test_serving import served
 
 
+def model_input_shape(store: ArtifactStore) -> list[int]:
+    """(channels, height, width) of the cleaned images, as their metadata says."""
+    return store.resolve("trainval_data:latest").metadata["shape"]
+
+
 @pytest.mark.slow
 def test_digits_cnn_pipeline_end_to_end(tracking_uri: str, tmp_path: Path) -> None:
     done = mlflow_run(
@@ -50,10 +55,25 @@ def test_digits_cnn_pipeline_end_to_end(tracking_uri: str, tmp_path: Path) -> No
     epochs = int(train.data.metrics["epochs_run"])
     for metric in ("train_loss", "val_loss", "val_accuracy"):
         history = client.get_metric_history(train.info.run_id, metric)
-        assert len(history) in (epochs, epochs + 1)  # one per epoch (val_* also once at the end)
+        # One per epoch; val_* also at the end (logged once more when linked to the logged model).
+        assert len({m.step for m in history}) in (epochs, epochs + 1)
     plots = {f.path for f in client.list_artifacts(train.info.run_id, "plots")}
     assert "plots/learning_curve.png" in plots
     assert train.data.metrics["export_max_abs_diff"] <= 1e-5
+
+    # MLflow's views: the images the network trained on as a dataset with a tensor schema, and
+    # the export as a logged model holding the validation accuracy.
+    [trained_on] = client.get_run(train.info.run_id).inputs.dataset_inputs
+    assert (trained_on.dataset.name, trained_on.dataset.digest) == (
+        "trainval_data",
+        store.versions("trainval_data")[0].digest[:12],
+    )
+    pixels = json.loads(json.loads(trained_on.dataset.schema)["mlflow_tensorspec"]["features"])
+    assert pixels[0]["tensor-spec"] == {"dtype": "uint8", "shape": [-1, *model_input_shape(store)]}
+    [output] = client.get_run(train.info.run_id).outputs.model_outputs
+    logged = client.get_logged_model(output.model_id)
+    assert logged.name == "cnn" and logged.tags["mlpipe.digest"] == model.digest
+    assert {m.key: m.value for m in logged.metrics}["val_accuracy"] == model.metadata["val_accuracy"]
 
     test = runs["test_model"]
     assert test.data.metrics["accuracy"] >= 0.95, test.data.metrics

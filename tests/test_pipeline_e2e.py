@@ -91,6 +91,15 @@ def test_an_unchanged_rerun_reuses_every_step(full_run, store_uri: str):
     }
     assert "reused: run" in result.stderr
     assert len(ArtifactStore(experiment_id, client).versions("model_export")) == 1
+    # What MLflow's UI shows of a reused step is what the original recorded: datasets, models.
+    for step, run in steps.items():
+        reused, original = client.get_run(run.info.run_id), client.get_run(originals[step].info.run_id)
+        assert names_and_digests(reused) == names_and_digests(original) != set(), step
+        assert reused.outputs.model_outputs == original.outputs.model_outputs
+
+
+def names_and_digests(run) -> set[tuple[str, str]]:
+    return {(i.dataset.name, i.dataset.digest) for i in run.inputs.dataset_inputs}
 
 
 def test_rerunning_unchanged_steps_creates_no_new_versions(full_run, store_uri: str):

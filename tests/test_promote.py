@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mlpipe.errors import StepError
-from mlpipe.tracking import promotion
+from mlpipe.tracking import logged_models, promotion
 from mlpipe.tracking.artifacts import OUT, ArtifactStore
 from tests.conftest import (
     COMPONENTS_DIR,
@@ -206,6 +206,19 @@ def test_promote_runs_as_a_pipeline_step_and_records_its_move(
         [experiment_id], "tags.`mlpipe.step` = 'test_model'", order_by=["attributes.start_time DESC"]
     )[0]
     assert tested.data.tags["model_artifact"] == move["artifact"]
+
+    # The registry version points at the export's logged model, which lists it; test_model's
+    # metrics are linked to that model, computed on the test data.
+    store = ArtifactStore(experiment_id, client)
+    logged = logged_models.find(client, experiment_id, store.resolve(move["artifact"]).digest)
+    assert logged is not None and version.source == f"models:/{logged.model_id}"
+    assert {"name": "step_model", "version": version.version} in json.loads(
+        client.get_logged_model(logged.model_id).tags["mlflow.modelVersions"]
+    )
+    linked = {(m.key, m.run_id): m for m in client.get_logged_model(logged.model_id).metrics}
+    assert linked[("mae", tested.info.run_id)].value == tested.data.metrics["mae"]
+    assert linked[("mae", tested.info.run_id)].dataset_name == "test_data"
+    assert [i.model_id for i in client.get_run(tested.info.run_id).inputs.model_inputs] == [logged.model_id]
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ def run(params: Params) -> None:
             type="raw_data",
             description=f"Raw data as fetched from {params.source}",
             metadata={"source": params.source, **fetched.metadata},
+            schema=fetched.schema,
         )
 
 

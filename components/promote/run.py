@@ -34,7 +34,7 @@ class Params(StepParams):
     model_artifact: str = reads(
         "model_export", "Model export of the pipeline run (orders promote after train)"
     )
-    test_artifact: str = reads("test_data")
+    test_artifact: str = reads("test_data", context="evaluation")
 
 
 CONTRACT = StepContract("promote", Params, __doc__, opt_in=True, side_effects=True)
@@ -140,7 +140,7 @@ def run(params: Params) -> None:
                 )
                 decision = "promoted" if passes else ("forced" if params.force else "kept")
             if decision in ("promoted", "forced"):
-                registered = promotion.register(client, params.model_name, chosen.version)
+                registered = promotion.register(client, step.store, params.model_name, chosen.version)
                 record = promotion.move(
                     client,
                     step.store,

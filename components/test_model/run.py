@@ -19,7 +19,7 @@ class Params(StepParams):
         "model_export",
         "Reference of the exported model (model_export:auto: this run's, else prod, else latest)",
     )
-    test_artifact: str = reads("test_data")
+    test_artifact: str = reads("test_data", context="evaluation")
 
 
 # With promote selected too, test what promote left in prod.

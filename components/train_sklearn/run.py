@@ -61,11 +61,11 @@ def run(params: TrainParams) -> None:
         path = export_sklearn(
             model, spec, val.head(5), trainval[spec.target], step.workdir / "out" / params.output_artifact
         )
-        step.log_artifact(
+        step.log_model(
             params.output_artifact,
             path,
-            type="model_export",
             description=f"{target} pipeline for {spec.name} ({spec.task})",
+            config=model_config,
             metadata={"flavor": "sklearn", "format": "cloudpickle", "trained_on": version.ref, **scores},
         )
 

@@ -135,11 +135,11 @@ def run(params: TrainParams) -> None:
         step.log.info(
             "exported as %s; largest difference from the eager model %.3g", export_format, difference
         )
-        step.log_artifact(
+        step.log_model(
             params.output_artifact,
             path,
-            type="model_export",
             description=f"{config.get('name', 'cnn')} image classifier for {spec.name} ({export_format})",
+            config=config,
             metadata={
                 "flavor": "pytorch",
                 "format": export_format,

@@ -35,17 +35,23 @@ def param(help: str) -> Any:
     return field(metadata={"role": PARAM, "help": help})
 
 
-def reads(artifact: str, help: str = "") -> Any:
+def reads(artifact: str, help: str = "", context: str = "input") -> Any:
     """A parameter holding the reference of an artifact the step reads (`name:latest` unless
-    the step's config section names another version or alias)."""
+    the step's config section names another version or alias). `context` says what the step
+    uses the data for (`training`, `evaluation`): MLflow shows it next to the dataset."""
     text = help or f"Reference of the {artifact} artifact (name:latest, name:vN or name:<alias>)"
-    return field(metadata={"role": READS, "artifact": artifact, "help": text})
+    return field(metadata={"role": READS, "artifact": artifact, "help": text, "context": context})
 
 
 def writes(artifact: str, help: str = "") -> Any:
     """A parameter holding the name the step logs an artifact under."""
     return field(
-        metadata={"role": WRITES, "artifact": artifact, "help": help or "Name of the artifact to log"}
+        metadata={
+            "role": WRITES,
+            "artifact": artifact,
+            "help": help or "Name of the artifact to log",
+            "context": "output",
+        }
     )
 
 
@@ -81,6 +87,7 @@ class Parameter:
     role: str
     help: str
     artifact: str = ""
+    context: str = ""  # of an artifact read or written: how MLflow labels its dataset
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,7 @@ class StepContract:
                     meta.get("role", PARAM),
                     meta.get("help", ""),
                     meta.get("artifact", ""),
+                    meta.get("context", ""),
                 )
             )
         return result
@@ -125,6 +133,11 @@ class StepContract:
 
     def writes(self) -> dict[str, str]:
         return {p.name: p.artifact for p in self.parameters() if p.role == WRITES}
+
+    def dataset_contexts(self) -> dict[str, str]:
+        """artifact -> the context its MLflow dataset is logged with (`input`, `output`,
+        `training`, ...)."""
+        return {p.artifact: p.context for p in self.parameters() if p.role in (READS, WRITES)}
 
     def build(self, values: Mapping[str, Any], where: str) -> Any:
         """The params object from raw values (config values or command-line text), each checked

@@ -40,6 +40,13 @@ class StepKilled(StepFailed):
     """The step's process was stopped by a signal (Ctrl-C, SIGTERM): its run ends KILLED."""
 
 
+def default_run_name(cfg: DictConfig, tags: dict[str, str]) -> str:
+    """What a pipeline run ran: the dataset, the model, and the sweep job if it is one."""
+    parts = [str(cfg.dataset.name), str(cfg.model.get("name", "model"))]
+    job = tags.get(runs.TAG_SWEEP_JOB)
+    return " · ".join([*parts, f"job {job}"] if job is not None else parts)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -57,7 +64,7 @@ class Pipeline:
         self.launcher = launcher  # the `mlflow run` launcher run, when there is one
         self.overrides = list(overrides)  # the Hydra overrides `cfg` was composed with
         self.nested_in = parent_run_id  # a run this pipeline's run is a child of (a comparison)
-        self.run_name = run_name or f"pipeline {cfg.main.experiment_name}"
+        self.run_name = run_name or default_run_name(cfg, self.extra_tags)
         self.parent_id: str | None = None
         # The config is checked before the store is touched: a bad config starts nothing.
         self.executor = executors.make_executor(cfg)
@@ -287,5 +294,10 @@ class Pipeline:
         finally:
             with interrupts.deferred():
                 runs.end_pipeline_run(self.client, parent_id, children, error, killed)
-        log.info("pipeline run %s finished", parent_id)
+            log.info(
+                "pipeline run '%s' %s: %s",
+                self.run_name,
+                "failed" if error else "finished",
+                store.ui_url(self.experiment_id, parent_id),
+            )
         return children

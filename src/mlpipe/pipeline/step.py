@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -18,13 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import mlflow
+from mlflow.entities import Dataset, Metric
 
 from mlpipe import project
 from mlpipe.errors import StepError
 from mlpipe.pipeline.contract import StepContract, encode, type_name
 from mlpipe.pipeline.fast_exit import exit_after
-from mlpipe.tracking import runs, store, wandb_mirror
-from mlpipe.tracking.artifacts import ArtifactStore, ArtifactVersion
+from mlpipe.tracking import datasets, logged_models, runs, store, wandb_mirror
+from mlpipe.tracking.artifacts import ArtifactStore, ArtifactVersion, Logged
 from mlpipe.tracking.secrets import scrub, scrub_logs, scrub_tree
 
 if TYPE_CHECKING:  # matplotlib loads only in the steps that plot
@@ -42,7 +44,11 @@ def logger(step: str) -> logging.Logger:
 
 
 class Step:
-    """One running step: its MLflow run, the artifact store and a private scratch folder."""
+    """One running step: its MLflow run, the artifact store and a private scratch folder.
+
+    What it reads and writes is also recorded where MLflow's UI shows it: data as the run's
+    datasets, a model export as an MLflow logged model, and the metrics of a step that made or
+    used a model linked to that model and to the data the step scored."""
 
     def __init__(
         self,
@@ -52,6 +58,7 @@ class Step:
         workdir: Path,
         spec: DatasetSpec,
         mirror: wandb_mirror.Mirror | None = None,
+        contexts: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.run_id = run_id
@@ -60,6 +67,10 @@ class Step:
         self.spec = spec  # the dataset, as its config (params.dataset_config) describes it
         self.log = logger(name)
         self.wandb = mirror or wandb_mirror.Mirror()  # W&B's view of this run (off when disabled)
+        self.contexts = dict(contexts or {})  # artifact -> its datasets' context (the contract's)
+        self.model_id: str | None = None  # the logged model this step made or used
+        self.scored: Dataset | None = None  # the data it read with `read_data` (what it scored)
+        self._final_metrics: dict[str, float] = {}  # logged without a step: the model's metrics
 
     def context(self, what: str) -> str:
         """`what`, prefixed with the step's name: the start of an error line."""
@@ -67,17 +78,35 @@ class Step:
 
     def use(self, reference: str) -> tuple[ArtifactVersion, Path]:
         """Resolve an artifact reference, record that this run read it, fetch its files."""
+        version, path, _ = self._use(reference)
+        return version, path
+
+    def _use(self, reference: str) -> tuple[ArtifactVersion, Path, Dataset | None]:
         version = self.store.resolve(reference)
         self.store.record_use(self.run_id, version)
         path = self.store.download(version, self.workdir / "in" / version.name / f"v{version.version}")
         aliases = f" [{', '.join(version.aliases)}]" if version.aliases else ""
         self.log.info("using %s%s (%s) for '%s'", version.ref, aliases, version.digest[:12], reference)
         self.wandb.use(version, path)
-        return version, path
+        client = self.store.client
+        model = logged_models.find(client, self.store.experiment_id, version.digest)
+        if model is not None:  # a model export: the run's model input, and what its metrics are of
+            logged_models.record_use(client, self.run_id, model.model_id)
+            self.model_id = model.model_id
+            return version, path, None
+        data = datasets.dataset(
+            version.name,
+            version.digest,
+            self.store.location(version.run_id, version.name, version.file),
+            profile=version.metadata,
+        )
+        context = self.contexts.get(version.name, "input")
+        datasets.record(client, self.run_id, data, context, {datasets.TAG_VERSION: version.ref})
+        return version, path, data
 
     def read_data(self, reference: str) -> tuple[ArtifactVersion, Any]:
         """An artifact holding data of the dataset's kind, read back as that kind holds it."""
-        version, path = self.use(reference)
+        version, path, self.scored = self._use(reference)
         return version, self.spec.kind.read(path, self.context(f"{version.ref} ({path.name})"))
 
     def log_data(
@@ -91,12 +120,60 @@ class Step:
         """Log data of the dataset's kind as artifact `name` (one file the kind writes)."""
         path = self.spec.kind.write(data, self.workdir / "out" / name, name)
         meta = {**self.spec.kind.describe(data), **(metadata or {})}
-        return self.log_artifact(name, path, type, description, meta)
+        return self.log_artifact(name, path, type, description, meta, self.spec.kind.schema(data))
 
     def log_artifact(
-        self, name: str, path: Path, type: str, description: str, metadata: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        path: Path,
+        type: str,
+        description: str,
+        metadata: Mapping[str, Any] | None = None,
+        schema: Mapping[str, Any] | None = None,
     ) -> str:
-        description, metadata = scrub(description), scrub_tree(dict(metadata or {}))
+        """Log data as artifact `name`, and as a dataset of this run (`schema` as the data kind
+        describes it)."""
+        metadata = scrub_tree(dict(metadata or {}))
+        logged = self._log_files(name, path, type, description, metadata)
+        existing = logged.existing
+        source = existing.run_id if existing is not None and not logged.restored else self.run_id
+        uri = self.store.location(source, name, "" if path.is_dir() else path.name)
+        data = datasets.dataset(name, logged.digest, uri, schema, metadata)
+        datasets.record(self.store.client, self.run_id, data, self.contexts.get(name, "output"))
+        return logged.digest
+
+    def log_model(
+        self,
+        name: str,
+        path: Path,
+        description: str,
+        config: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Log an exported MLflow model (the folder `path`) as artifact `name` and as an MLflow
+        logged model named after the model config (`name`), with the run's parameters and the
+        config (also logged as `model.*` parameters of the run); the metrics logged so far, and
+        those logged after, are linked to it."""
+        model_name = str(config.get("name") or name)
+        runs.log_params({"model": config}, self.run_id)
+        digest = self._log_files(
+            name, path, "model_export", description, scrub_tree(dict(metadata or {}))
+        ).digest
+        client = self.store.client
+        params = client.get_run(self.run_id).data.params
+        model = logged_models.log(
+            client, self.store.experiment_id, self.run_id, model_name, path, digest, name, params, description
+        )
+        self.model_id = model.model_id
+        if self._final_metrics:
+            self._log_to_mlflow(self._final_metrics, None)
+        self.log.info("%s: logged model %s (%s)", name, model.model_id, model_name)
+        return digest
+
+    def _log_files(
+        self, name: str, path: Path, type: str, description: str, metadata: dict[str, Any]
+    ) -> Logged:
+        description = scrub(description)
         logged = self.store.log(self.run_id, name, path, type, description, metadata)
         self.wandb.log_artifact(name, path, type, description, metadata)
         existing = logged.existing
@@ -106,13 +183,33 @@ class Step:
             self.log.info("%s: same content as %s, no new version", name, existing.ref)
         else:
             self.log.info("%s: new version %s (%s)", name, logged.digest[:12], path.name)
-        return logged.digest
+        return logged
 
     def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
         # MLflow accepts only letters, digits and _-./ and spaces in a metric name.
         clean = {re.sub(r"[^\w\-./ ]", "_", k): float(v) for k, v in values.items()}
-        mlflow.log_metrics(clean, step=step)
+        self._log_to_mlflow(clean, step)
+        if step is None:
+            self._final_metrics.update(clean)
         self.wandb.log_metrics(clean, step=step)
+
+    def _log_to_mlflow(self, values: Mapping[str, float], step: int | None) -> None:
+        """Metrics of the run, linked to the step's model and the data it scored, if any."""
+        scored = self.scored if self.model_id else None
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(
+                key,
+                value,
+                now,
+                step or 0,
+                model_id=self.model_id,
+                dataset_name=scored.name if scored else None,
+                dataset_digest=scored.digest if scored else None,
+            )
+            for key, value in values.items()
+        ]
+        self.store.client.log_batch(self.run_id, metrics=metrics)
 
     def log_figure(self, figure: Figure, filename: str) -> None:
         mlflow.log_figure(figure, f"plots/{filename}")
@@ -164,10 +261,12 @@ def step_run(contract: StepContract, params: Any) -> Iterator[Step]:
             try:
                 from mlpipe.data.spec import DatasetSpec
 
-                project_name = mlflow.get_experiment(run.info.experiment_id).name
-                mirror = wandb_mirror.Mirror.start(name, values, run.info.run_id, project_name)
+                experiment = mlflow.get_experiment(run.info.experiment_id)
+                store.mark_kind(artifacts.client, experiment)  # also when started alone
+                mirror = wandb_mirror.Mirror.start(name, values, run.info.run_id, experiment.name)
                 spec = DatasetSpec.from_file(params.dataset_config)
-                yield Step(name, run.info.run_id, artifacts, Path(tmp), spec, mirror)
+                contexts = contract.dataset_contexts()
+                yield Step(name, run.info.run_id, artifacts, Path(tmp), spec, mirror, contexts)
                 reason = ""
             except Exception as e:
                 # What main.py reports as the reason; a bug keeps its traceback on stderr too.

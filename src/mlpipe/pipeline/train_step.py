@@ -10,7 +10,7 @@ from mlpipe.pipeline.contract import ProjectPath, StepParams, model_config, para
 
 @dataclass(frozen=True)
 class TrainParams(StepParams):
-    trainval_artifact: str = reads("trainval_data")
+    trainval_artifact: str = reads("trainval_data", context="training")
     output_artifact: str = writes("model_export", "Name of the exported MLflow model artifact")
     model_config: ProjectPath = model_config()
     val_size: float = param("Fraction of the trainval rows held out for validation")

@@ -215,6 +215,12 @@ class ArtifactStore:
             if not self.files_exist(self.version_with(name, digest))
         ]
 
+    def location(self, run_id: str, name: str, file: str = "") -> str:
+        """Where the files of artifact `name` logged by `run_id` are stored (the URI of the
+        store's artifact repository: `file://...` for a local store)."""
+        suffix = f"/{file}" if file else ""
+        return f"{self.client.get_run(run_id).info.artifact_uri}/{name}{suffix}"
+
     def download(self, version: ArtifactVersion, dest: Path) -> Path:
         """Fetch the files of a version into `dest`; return the local file (or folder)."""
         try:

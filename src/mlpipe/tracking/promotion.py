@@ -24,6 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlpipe.errors import StepError
+from mlpipe.tracking import logged_models
 from mlpipe.tracking.artifacts import ArtifactStore, ArtifactVersion
 from mlpipe.tracking.runs import TAG_PARENT, TAG_SWEEP_ID
 
@@ -147,20 +148,28 @@ def ensure_registered(client: MlflowClient, name: str) -> None:
             client.get_registered_model(name)  # created meanwhile by another promotion
 
 
-def register(client: MlflowClient, name: str, version: ArtifactVersion) -> ModelVersion:
-    """The registry version of an artifact version; registered once (matched by digest)."""
+def register(client: MlflowClient, store: ArtifactStore, name: str, version: ArtifactVersion) -> ModelVersion:
+    """The registry version of an artifact version; registered once (matched by digest), pointing
+    at the export's logged model when it has one."""
     ensure_registered(client, name)
     for existing in client.search_model_versions(f"name = '{name}'"):
         if existing.tags.get(TAG_DIGEST) == version.digest:
             return existing
-    source = f"{client.get_run(version.run_id).info.artifact_uri}/{version.name}"
-    return client.create_model_version(
+    logged = logged_models.find(client, store.experiment_id, version.digest)
+    # The logged model holds the same files (same digest); exports from before logged models
+    # existed are registered from the artifact store.
+    source = f"models:/{logged.model_id}" if logged else store.location(version.run_id, version.name)
+    registered = client.create_model_version(
         name,
         source,
         run_id=version.run_id,
         tags={TAG_DIGEST: version.digest, TAG_ARTIFACT: version.ref},
         description=version.description,
+        model_id=logged.model_id if logged else None,
     )
+    if logged is not None:
+        logged_models.link_version(client, logged.model_id, name, registered.version)
+    return registered
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

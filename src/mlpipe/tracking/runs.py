@@ -154,8 +154,8 @@ def record_reuse(
     tags: Mapping[str, str],
 ) -> str:
     """A finished child run standing for a reused step: it carries `tags` (the original's
-    outputs, the cache key), the tags the step set itself (what test_model tested, ...) and the
-    original's metrics and parameters."""
+    outputs, the cache key), the tags the step set itself (what test_model tested, ...), the
+    original's metrics and parameters, and the datasets and logged models it read and made."""
     own = {k: v for k, v in original.data.tags.items() if not k.startswith(BOOKKEEPING_TAGS)}
     run_tags = {**own, TAG_PARENT: parent_id, TAG_STEP: step, TAG_COMPONENT: component, **tags}
     run_id = client.create_run(experiment_id, run_name=f"{step} (reused)", tags=run_tags).info.run_id
@@ -164,5 +164,10 @@ def record_reuse(
         metrics=[Metric(k, v, 0, 0) for k, v in original.data.metrics.items()],
         params=[Param(k, v) for k, v in original.data.params.items()],
     )
+    full = client.get_run(original.info.run_id)  # a search result leaves the model inputs out
+    if full.inputs and (full.inputs.dataset_inputs or full.inputs.model_inputs):
+        client.log_inputs(run_id, datasets=full.inputs.dataset_inputs, models=full.inputs.model_inputs)
+    if full.outputs and full.outputs.model_outputs:
+        client.log_outputs(run_id, full.outputs.model_outputs)
     finish_run(run_id, failed=False)
     return run_id

@@ -7,12 +7,22 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlpipe import project
 from mlpipe.errors import StepError
 
+if TYPE_CHECKING:  # MLflow itself loads once the config is composed (see entry.py)
+    from mlflow.entities import Experiment
+    from mlflow.tracking import MlflowClient
+
 ENV_URI = "MLFLOW_TRACKING_URI"
 SQLITE = "sqlite:///"
+# MLflow's UI opens an experiment of this kind on its model-training pages (Runs, Models), not
+# on the GenAI ones (Traces) it starts on otherwise.
+TAG_KIND, KIND = "mlflow.experimentKind", "custom_model_development"
+ENV_UI = "MLPIPE_UI_ADDRESS"  # where `make ui` serves a local store (default below)
+UI_ADDRESS = "http://127.0.0.1:5000"
 
 
 def default_uri() -> str:
@@ -86,6 +96,12 @@ def check_answers(what: str = "main") -> None:
     )
 
 
+def mark_kind(client: MlflowClient, experiment: Experiment) -> None:
+    """Tag the experiment as model training, unless someone said what it is already."""
+    if TAG_KIND not in experiment.tags:
+        client.set_experiment_tag(experiment.experiment_id, TAG_KIND, KIND)
+
+
 def ensure_experiment(name: str) -> str:
     """Create the store and the experiment once; safe when several processes race on it."""
     from mlflow.exceptions import MlflowException
@@ -96,10 +112,27 @@ def ensure_experiment(name: str) -> str:
     for attempt in range(5):
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
+            mark_kind(client, experiment)
             return experiment.experiment_id
         try:
-            return client.create_experiment(name, artifact_location=default_artifact_location(uri))
+            return client.create_experiment(
+                name, artifact_location=default_artifact_location(uri), tags={TAG_KIND: KIND}
+            )
         except MlflowException:
             # Another process created it (or is migrating a fresh database): look again.
             time.sleep(0.2 * (attempt + 1))
     raise MlflowException(f"could not create or find the MLflow experiment '{name}' in {uri}")
+
+
+def ui_base() -> str:
+    """The MLflow UI's address: the tracking server's own, else where `make ui` serves."""
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return os.environ.get(ENV_UI, UI_ADDRESS).rstrip("/")
+
+
+def ui_url(experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI page of an experiment (or of one of its runs), on the training view."""
+    page = f"experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{ui_base()}/#/{page}?workflowType=machine_learning"

@@ -32,6 +32,7 @@ class Fetched:
     summary: str  # one log line, in the user's terms
     metrics: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    schema: dict[str, Any] | None = None  # what `DataKind.schema` says of the raw data, if it can
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ class DataKind(ABC):
     @abstractmethod
     def describe(self, data: Any) -> dict[str, Any]:
         """Metadata of an artifact holding `data` (its size and shape)."""
+
+    def schema(self, data: Any) -> dict[str, Any] | None:
+        """The schema MLflow shows for a dataset holding `data`, in MLflow's dataset-schema JSON
+        (`{"mlflow_colspec": [...]}` for columns, `{"mlflow_tensorspec": {...}}` for arrays);
+        None when the kind cannot say."""
+        return None
 
     @abstractmethod
     def size(self, data: Any) -> int:

@@ -62,6 +62,14 @@ class ImagesKind(DataKind):
             "classes": data.class_counts(),
         }
 
+    def schema(self, data: ImageSet) -> dict[str, Any]:
+        """The pixels as a uint8 tensor (N, C, H, W), the class of each image as a string."""
+        from mlflow.data.schema import TensorDatasetSchema
+        from mlflow.types import ColSpec, Schema, TensorSpec
+
+        pixels = TensorSpec(data.images.dtype, (-1, *data.shape), "images")
+        return TensorDatasetSchema(Schema([pixels]), Schema([ColSpec("string", "labels")])).to_dict()
+
     def size(self, data: ImageSet) -> int:
         return len(data)
 

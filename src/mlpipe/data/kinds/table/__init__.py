@@ -27,6 +27,7 @@ class TableKind(DataKind):
             f"fetched {path.name}: {len(df)} rows, {len(df.columns)} columns",
             metrics={"rows": len(df), "columns": len(df.columns)},
             metadata={"rows": len(df), "columns": len(df.columns)},
+            schema=self.schema(df),
         )
 
     def clean(self, raw: Path, spec: DatasetSpec, workdir: Path, where: str) -> Cleaned:
@@ -42,6 +43,16 @@ class TableKind(DataKind):
 
     def describe(self, data: pd.DataFrame) -> dict[str, Any]:
         return {"rows": len(data), "columns": len(data.columns)}
+
+    def schema(self, data: pd.DataFrame) -> dict[str, Any]:
+        import warnings
+
+        from mlflow.models import infer_signature
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its hint about integer columns is for model inputs
+            columns = infer_signature(data).inputs
+        return {"mlflow_colspec": columns.to_dict()}
 
     def size(self, data: pd.DataFrame) -> int:
         return len(data)

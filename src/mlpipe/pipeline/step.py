@@ -155,7 +155,7 @@ class Step:
         config (also logged as `model.*` parameters of the run); the metrics logged so far, and
         those logged after, are linked to it."""
         model_name = str(config.get("name") or name)
-        runs.log_params({"model": config}, self.run_id)
+        self.log_params({"model": config})
         digest = self._log_files(
             name, path, "model_export", description, scrub_tree(dict(metadata or {}))
         ).digest
@@ -184,6 +184,11 @@ class Step:
         else:
             self.log.info("%s: new version %s (%s)", name, logged.digest[:12], path.name)
         return logged
+
+    def log_params(self, values: Mapping[str, Any]) -> None:
+        """Parameters beyond the contract's (nested ones flattened: `model.estimator.max_depth`)."""
+        runs.log_params(values, self.run_id)
+        self.wandb.log_params(values)
 
     def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
         # MLflow accepts only letters, digits and _-./ and spaces in a metric name.

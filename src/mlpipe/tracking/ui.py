@@ -67,31 +67,23 @@ def port_free(host: str, port: int) -> bool:
 def serve(uri: str, url: str) -> int:
     """Run `mlflow ui` on the store until it stops (Ctrl-C, or SIGTERM to this process)."""
     address = urlparse(url)
-    if not port_free(str(address.hostname), int(address.port or 80)):
+    host, port = str(address.hostname), address.port or 80
+    if not port_free(host, port):
         print(
             f"error: ui: {address.netloc} is in use (another MLflow UI?); "
             f"expected a free port: set {store.ENV_UI}=http://127.0.0.1:<port>",
             file=sys.stderr,
         )
         return 1
-    mlflow = Path(sys.executable).with_name("mlflow")
-    command = [
-        str(mlflow),
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        str(address.hostname),
-        "--workers",
-        "2",
-    ]
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    where = ["--host", host, "--port", str(port), "--workers", "2"]
     # Its own process group: stopping this process stops the server and the workers it starts.
     # The server logs to stderr, so that stdout says only where the UI is.
     server = subprocess.Popen(
-        [*command, "--port", str(address.port)], stdout=sys.stderr, start_new_session=True
+        [mlflow, "ui", "--backend-store-uri", uri, *where], stdout=sys.stderr, start_new_session=True
     )
 
-    def stop(*_: object) -> None:
+    def stop() -> None:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
 

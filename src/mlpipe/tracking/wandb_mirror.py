@@ -252,6 +252,11 @@ class Mirror:
             raise StepError(f"{step}: W&B ({mode}) could not start a run: {scrub(str(e))}") from e
         return cls(run, mode)
 
+    def log_params(self, values: Mapping[str, Any]) -> None:
+        """More parameters of the step (flattened as MLflow's are): the run's config."""
+        if self.enabled:
+            self.run.config.update(loggable(values))
+
     def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
         if not self.enabled or not values:
             return

@@ -157,11 +157,15 @@ def test_each_train_run_logs_one_model_with_its_validation_metrics(
     spec = DatasetSpec.from_file(DATASETS / "nyc_airbnb.yaml")
     version = artifacts.resolve(f"{MODEL}:latest")
     test = artifacts.resolve("test_data:latest")
-    mlflow.set_tracking_uri(trained_store.uri)
     rows = spec.kind.read(artifacts.download(test, tmp_path), "test_data").head(50)
     model = logged_models.find(client, experiment_id, version.digest)
-    from_model = scoring.predict(scoring.load(f"models:/{model.model_id}"), rows, spec).values
-    from_artifact = scoring.predict(scoring.load(version.uri), rows, spec).values
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(trained_store.uri)  # what models:/ and runs:/ resolve against
+    try:
+        from_model = scoring.predict(scoring.load(f"models:/{model.model_id}"), rows, spec).values
+        from_artifact = scoring.predict(scoring.load(version.uri), rows, spec).values
+    finally:
+        mlflow.set_tracking_uri(previous)
     np.testing.assert_array_equal(from_model, from_artifact)
 
 

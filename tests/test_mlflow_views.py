@@ -24,6 +24,7 @@ from mlpipe.data.spec import DatasetSpec
 from mlpipe.models import scoring
 from mlpipe.pipeline.config import load
 from mlpipe.pipeline.orchestrator import Pipeline
+from mlpipe.pipeline.step import Step
 from mlpipe.tracking import datasets, logged_models, store
 from mlpipe.tracking.artifacts import IN, OUT, ArtifactStore
 from mlpipe.tracking.runs import TAG_PIPELINE, TAG_STEP, TAG_SWEEP_JOB
@@ -109,6 +110,19 @@ def test_a_step_records_what_it_read_and_wrote_as_datasets(
     assert columns["price"] == "long" and columns["neighbourhood_group"] == "string"
     assert json.loads(written.dataset.source)["uri"] == store.location(clean.run_id, "clean_data", clean.file)
     assert json.loads(written.dataset.profile)["rows"] == clean.metadata["rows"]
+
+
+def test_metrics_describe_the_model_a_step_made_or_its_one_used_model(
+    store: ArtifactStore, tmp_path: Path, nyc_spec: DatasetSpec
+) -> None:
+    step = Step("compare", "no-run", store, tmp_path, nyc_spec)
+    assert step.model_id is None
+    step.used_models |= {"m-a", "m-b"}  # compare uses every model it ranks: its metrics are of none
+    assert step.model_id is None
+    step.used_models.discard("m-b")
+    assert step.model_id == "m-a"  # test_model
+    step.made_model = "m-new"  # train
+    assert step.model_id == "m-new"
 
 
 # -- on a store the pipeline made ------------------------------------------------------------------

@@ -68,9 +68,18 @@ class Step:
         self.log = logger(name)
         self.wandb = mirror or wandb_mirror.Mirror()  # W&B's view of this run (off when disabled)
         self.contexts = dict(contexts or {})  # artifact -> its datasets' context (the contract's)
-        self.model_id: str | None = None  # the logged model this step made or used
+        self.made_model: str | None = None  # the logged model this step made
+        self.used_models: set[str] = set()  # those it used
         self.scored: Dataset | None = None  # the data it read with `read_data` (what it scored)
         self._final_metrics: dict[str, float] = {}  # logged without a step: the model's metrics
+
+    @property
+    def model_id(self) -> str | None:
+        """The logged model this step's metrics describe: the one it made, else the one it used
+        (none when it used several, as compare does)."""
+        if self.made_model is not None:
+            return self.made_model
+        return next(iter(self.used_models)) if len(self.used_models) == 1 else None
 
     def context(self, what: str) -> str:
         """`what`, prefixed with the step's name: the start of an error line."""
@@ -92,7 +101,7 @@ class Step:
         model = logged_models.find(client, self.store.experiment_id, version.digest)
         if model is not None:  # a model export: the run's model input, and what its metrics are of
             logged_models.record_use(client, self.run_id, model.model_id)
-            self.model_id = model.model_id
+            self.used_models.add(model.model_id)
             return version, path, None
         data = datasets.dataset(
             version.name,
@@ -164,7 +173,7 @@ class Step:
         model = logged_models.log(
             client, self.store.experiment_id, self.run_id, model_name, path, digest, name, params, description
         )
-        self.model_id = model.model_id
+        self.made_model = model.model_id
         if self._final_metrics:
             self._log_to_mlflow(self._final_metrics, None)
         self.log.info("%s: logged model %s (%s)", name, model.model_id, model_name)

@@ -3,7 +3,9 @@
 A kind is a package `mlpipe.data.kinds.<name>` whose `KIND` is a `DataKind`; a dataset config
 selects it with `kind: <name>`. Steps call the kind and never branch on it, so adding a kind (text,
 time series) is its own package, its tests and a dataset YAML. Between steps a kind's data travels
-as one file it writes and reads back (`write`, `read`); the raw data is what `fetch` returns.
+as one file it writes and reads back (`write`, `read`); the raw data is what `fetch` returns. New
+data to score (batch inference) is what `read_new` returns: a key and a content hash per row, the
+rows handed to the scorers batch by batch (`batch` in the step, `load_batch` in a scorer).
 """
 
 from __future__ import annotations
@@ -48,6 +50,21 @@ class Cleaned:
     def describe(self) -> str:
         dropped = ", ".join(f"{n} {rule}" for rule, n in self.dropped.items() if n) or "nothing dropped"
         return f"{self.rows_in} rows in, {self.rows_out} out; dropped: {dropped}"
+
+
+@dataclass(frozen=True)
+class NewData:
+    """New data to score, as a kind reads it from a source: what the inference ledger knows each
+    row by (its key) and what it was scored from (a hash of its model input), one entry per row."""
+
+    keys: list[str]  # as text; unique among the rows not refused
+    hashes: list[str]
+    key_columns: pd.DataFrame  # the key as the source holds it (id columns, a file's path)
+    refused: dict[int, str]  # row -> why it cannot be scored at all (no key, a repeated key)
+    rows: Any  # the kind's own handle on the rows, for `batch`
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 class DataKind(ABC):
@@ -103,6 +120,27 @@ class DataKind(ABC):
     @abstractmethod
     def target(self, data: Any, spec: DatasetSpec) -> np.ndarray:
         """The true value (or class) of each row."""
+
+    @abstractmethod
+    def take(self, data: Any, rows: np.ndarray) -> Any:
+        """The rows (or images) at these positions."""
+
+    # -- new data to score (batch inference) --------------------------------------------------
+    @abstractmethod
+    def read_new(
+        self, source: str, dest: Path, spec: DatasetSpec, key: list[str] | None, where: str
+    ) -> NewData:
+        """New data from a source `download` accepts, fetched into `dest`: each row's key (the
+        `key` columns; None: the kind's own key) and a hash of its content."""
+
+    @abstractmethod
+    def batch(self, new: NewData, rows: np.ndarray) -> Any:
+        """The rows at these positions, small to send to a scorer in another process."""
+
+    @abstractmethod
+    def load_batch(self, batch: Any, spec: DatasetSpec, where: str) -> tuple[Any, dict[int, str]]:
+        """In the scorer: the batch as this kind holds data, of the rows that load (in the
+        batch's order), and the rows that do not (position in the batch -> why)."""
 
 
 def names() -> list[str]:

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlpipe.data.kinds import Cleaned, DataKind, Fetched
-from mlpipe.data.kinds.images import files
+from mlpipe.data.kinds import Cleaned, DataKind, Fetched, NewData
+from mlpipe.data.kinds.images import files, new_images
 from mlpipe.data.kinds.images.files import ImageSet
 from mlpipe.data.spec import DatasetSpec
 
@@ -90,6 +90,25 @@ class ImagesKind(DataKind):
 
     def target(self, data: ImageSet, spec: DatasetSpec) -> np.ndarray:
         return data.labels
+
+    def take(self, data: ImageSet, rows: np.ndarray) -> ImageSet:
+        return data.take(rows)
+
+    def read_new(
+        self, source: str, dest: Path, spec: DatasetSpec, key: list[str] | None, where: str
+    ) -> NewData:
+        """Every image under the folder (or archive), keyed by its path inside it, hashed by its
+        bytes: one file changed is one image to score again."""
+        return new_images.read_new_images(source, dest, key, where)
+
+    def batch(self, new: NewData, rows: np.ndarray) -> new_images.ImageBatch:
+        return new_images.ImageBatch(str(new.rows), [new.keys[i] for i in rows.tolist()])
+
+    def load_batch(
+        self, batch: new_images.ImageBatch, spec: DatasetSpec, where: str
+    ) -> tuple[ImageSet, dict[int, str]]:
+        size = spec.options.get("size")
+        return new_images.load_images(batch, tuple(size) if size else None, where)
 
 
 KIND = ImagesKind()

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlpipe.data.kinds import Cleaned, DataKind, Fetched
+from mlpipe.data.kinds import Cleaned, DataKind, Fetched, NewData
 from mlpipe.data.sources import fetch
 from mlpipe.data.spec import DatasetSpec
 from mlpipe.data.tables import read_table, write_table
@@ -73,6 +73,27 @@ class TableKind(DataKind):
 
     def target(self, data: pd.DataFrame, spec: DatasetSpec) -> np.ndarray:
         return data[spec.target].to_numpy()
+
+    def take(self, data: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+        return data.iloc[rows]
+
+    def read_new(
+        self, source: str, dest: Path, spec: DatasetSpec, key: list[str] | None, where: str
+    ) -> NewData:
+        """Rows keyed by the dataset's id columns (`key` names others; with none, a row's content
+        is its key); the hash covers the feature columns, so an edit elsewhere rescores nothing."""
+        from mlpipe.data.kinds.table.new_rows import read_new_table
+
+        path = fetch(source, dest, where)
+        return read_new_table(read_table(path, where), spec, key, f"{where}: source '{path.name}'")
+
+    def batch(self, new: NewData, rows: np.ndarray) -> pd.DataFrame:
+        return new.rows.iloc[rows]
+
+    def load_batch(
+        self, batch: pd.DataFrame, spec: DatasetSpec, where: str
+    ) -> tuple[pd.DataFrame, dict[int, str]]:
+        return batch, {}  # the rows as they are: the model's first stage checks each value
 
 
 KIND = TableKind()

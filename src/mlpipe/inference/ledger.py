@@ -1,0 +1,212 @@
+"""The inference ledger: a database table with one row per dataset, model and row key, saying from
+which content (a hash of the row's model input), by which model version and when the row was first
+and last scored, and the prediction it got.
+
+Any SQLAlchemy URL works: a SQLite file by default (`inference_ledger.db` under the results
+root), PostgreSQL for a team (`postgresql://user@host/db`, through psycopg). The table is created
+on first use. Each batch is recorded in one transaction, as an upsert on the primary key, so a run
+killed half-way leaves whole batches behind, never half of one, and a row is never recorded twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pandas as pd
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from mlpipe import project
+from mlpipe.errors import StepError
+
+TABLE = "inference_ledger"
+DEFAULT_FILE = "inference_ledger.db"
+KEY_CHUNK = 5000  # keys per IN (...) lookup: under SQLite's limit on bound parameters
+UPSERT_DIALECTS = ("sqlite", "postgresql")  # INSERT ... ON CONFLICT DO UPDATE; others: delete, insert
+
+metadata = MetaData()
+table = Table(
+    TABLE,
+    metadata,
+    Column("dataset", String(200), primary_key=True, comment="dataset name (the dataset config's)"),
+    Column("model", String(200), primary_key=True, comment="the model as inference.models names it"),
+    Column("row_key", String(500), primary_key=True, comment="the row's key columns (|-joined) or path"),
+    Column("content_hash", String(64), nullable=False, comment="hash of the row's model input"),
+    Column("model_version", String(500), nullable=False, comment="the version that scored it"),
+    Column("prediction", Text, nullable=False, comment="the predicted value or class, as text"),
+    Column("probabilities", Text, nullable=True, comment="JSON {class: probability}, classifiers"),
+    Column("first_scored", DateTime(timezone=True), nullable=False),
+    Column("last_scored", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(64), nullable=False, comment="the MLflow run that last scored it"),
+)
+PRIMARY_KEY = ["dataset", "model", "row_key"]
+UPDATED = ["content_hash", "model_version", "prediction", "probabilities", "last_scored", "run_id"]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One row's prediction, as the ledger records it."""
+
+    key: str
+    content_hash: str
+    prediction: str
+    probabilities: str | None  # JSON
+
+
+def default_uri() -> str:
+    return f"sqlite:///{project.results_root() / DEFAULT_FILE}"
+
+
+def chunks(items: Sequence[str], size: int = KEY_CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Ledger:
+    def __init__(self, uri: str, where: str) -> None:
+        self.where = where
+        try:
+            url = make_url(uri)
+        except ArgumentError as e:
+            raise StepError(
+                f"{where}: inference.ledger_uri '{uri}' is not a database URL; expected a SQLAlchemy "
+                "URL such as sqlite:////path/ledger.db or postgresql://user@host/db"
+            ) from e
+        self.shown = url.render_as_string(hide_password=True)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine = create_engine(url, **self.engine_options(url.get_backend_name()))
+            if url.get_backend_name() == "sqlite":
+                event.listen(self.engine, "connect", sqlite_pragmas)
+            metadata.create_all(self.engine, checkfirst=True)
+        except (SQLAlchemyError, ImportError) as e:
+            self.fail("cannot be opened", e)
+
+    @staticmethod
+    def engine_options(backend: str) -> dict[str, Any]:
+        # SQLite: wait for a writer (another run, a reader's lock) rather than fail at once.
+        return {"connect_args": {"timeout": 60}} if backend == "sqlite" else {"pool_pre_ping": True}
+
+    def fail(self, what: str, error: BaseException) -> NoReturn:
+        lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+        cause = lines[0] if lines else repr(error)
+        raise StepError(f"{self.where}: ledger {self.shown} {what}: {cause}") from error
+
+    def known(self, dataset: str, model: str, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """row key -> (content hash, model version), for the keys the ledger has."""
+        columns = [table.c.row_key, table.c.content_hash, table.c.model_version]
+        return {row[0]: (row[1], row[2]) for row in self.rows(columns, dataset, model, keys)}
+
+    def entries(self, dataset: str, model: str, keys: Sequence[str]) -> pd.DataFrame:
+        """Everything the ledger has on these keys, one row per key."""
+        names = [c.name for c in table.columns if c.name not in ("dataset", "model")]
+        rows = [tuple(row) for row in self.rows([table.c[n] for n in names], dataset, model, keys)]
+        frame = pd.DataFrame.from_records(rows, columns=names)
+        for column in ("first_scored", "last_scored"):
+            # SQLite hands back naive datetimes (stored as UTC), PostgreSQL aware ones.
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        return frame
+
+    def rows(self, columns: list[Any], dataset: str, model: str, keys: Sequence[str]) -> Iterator[Any]:
+        try:
+            with self.engine.connect() as connection:
+                for part in chunks(keys):
+                    query = select(*columns).where(
+                        table.c.dataset == dataset, table.c.model == model, table.c.row_key.in_(part)
+                    )
+                    yield from connection.execute(query)
+        except SQLAlchemyError as e:
+            self.fail("cannot be read", e)
+
+    def record(
+        self, dataset: str, model: str, version: str, run_id: str, scored: Sequence[Scored], when: datetime
+    ) -> None:
+        """One batch, in one transaction: new keys inserted, known ones updated (first_scored kept)."""
+        if not scored:
+            return
+        stamp = when.astimezone(UTC).replace(tzinfo=None) if self.dialect == "sqlite" else when
+        values = [
+            {
+                "dataset": dataset,
+                "model": model,
+                "row_key": s.key,
+                "content_hash": s.content_hash,
+                "model_version": version,
+                "prediction": s.prediction,
+                "probabilities": s.probabilities,
+                "first_scored": stamp,
+                "last_scored": stamp,
+                "run_id": run_id,
+            }
+            for s in scored
+        ]
+        try:
+            with self.engine.begin() as connection:
+                self.upsert(connection, dataset, model, values)
+        except SQLAlchemyError as e:
+            self.fail("cannot be written", e)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def upsert(self, connection: Connection, dataset: str, model: str, values: list[dict[str, Any]]) -> None:
+        if self.dialect in UPSERT_DIALECTS:
+            if self.dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            statement = dialect_insert(table)
+            statement = statement.on_conflict_do_update(
+                index_elements=PRIMARY_KEY, set_={c: statement.excluded[c] for c in UPDATED}
+            )
+            connection.execute(statement, values)
+            return
+        keys = [v["row_key"] for v in values]
+        first = {}
+        for part in chunks(keys):
+            query = select(table.c.row_key, table.c.first_scored).where(
+                table.c.dataset == dataset, table.c.model == model, table.c.row_key.in_(part)
+            )
+            first.update({key: when for key, when in connection.execute(query)})
+            connection.execute(
+                delete(table).where(
+                    table.c.dataset == dataset, table.c.model == model, table.c.row_key.in_(part)
+                )
+            )
+        for v in values:
+            v["first_scored"] = first.get(v["row_key"], v["first_scored"])
+        connection.execute(insert(table), values)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """Readers (a dashboard, the next run) do not block the writer, nor it them."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def probabilities_json(classes: Sequence[Any], row: Sequence[float]) -> str:
+    return json.dumps({str(c): float(p) for c, p in zip(classes, row, strict=True)})

@@ -72,6 +72,6 @@ server: install ## PostgreSQL under .server/ + `mlflow server` on 127.0.0.1 (SER
 server-stop: ## Stop what `make server` started, by its pids (the data stays in .server/)
 	$(BIN)/python -m mlpipe.tracking.server stop --folder $(CURDIR)/.server
 
-clean: ## Remove the store, outputs and caches (keeps .venv; `make server-stop` first to drop .server/)
-	rm -rf mlflow.db mlartifacts outputs multirun .pytest_cache .ruff_cache
+clean: ## Remove the store, the inference ledger, outputs and caches (keeps .venv; `make server-stop` first to drop .server/)
+	rm -rf mlflow.db mlartifacts outputs multirun inference_ledger.db* .pytest_cache .ruff_cache
 	test -f .server/server.json || rm -rf .server

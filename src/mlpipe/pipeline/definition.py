@@ -4,7 +4,8 @@ A step's parameters come from its section of the config (`<step>:` in config.yam
 against the type its contract declares before anything runs; what it reads and writes comes from
 the contract. When several components implement one step (train: train_sklearn for tables,
 train_torch for images), the section's `component` key names the one to run (the model config
-sets it). Opt-in steps (promote) run only when named in `main.steps`.
+sets it). Opt-in steps (promote, inference) run only when named in `main.steps`, by their step's
+name or their component's.
 """
 
 from __future__ import annotations
@@ -97,23 +98,34 @@ def step_spec(
     )
 
 
+def chosen_components(cfg: DictConfig) -> dict[str, Component]:
+    """step -> the component that implements it under this config."""
+    implementations: dict[str, list[Component]] = {}
+    for component in discover().values():
+        implementations.setdefault(component.contract.step, []).append(component)
+    return {step: choose(step, options, section_of(cfg, step)) for step, options in implementations.items()}
+
+
+def step_names(names: set[str], chosen: dict[str, Component]) -> set[str]:
+    """Names from main.steps or main.force_steps as steps: a step may also be named by its
+    component (`batch_inference` for `inference`, `get_data` for `download`)."""
+    by_component = {component.name: step for step, component in chosen.items()}
+    return {by_component.get(name, name) for name in names}
+
+
 def pipeline_steps(
     cfg: DictConfig, dataset_file: Path, model_file: Path, overrides: Sequence[str] = ()
 ) -> list[StepSpec]:
     """Every step the config runs with `main.steps=all` (and the opt-in ones it names), in an
     order the planner would run them; `overrides` are the Hydra overrides the config was composed
     with (a step declaring `hydra_overrides()` gets them)."""
-    implementations: dict[str, list[Component]] = {}
-    for component in discover().values():
-        implementations.setdefault(component.contract.step, []).append(component)
-    wanted = requested(cfg)
+    chosen = chosen_components(cfg)
+    wanted = step_names(requested(cfg), chosen)
     steps = []
-    for step, options in implementations.items():
-        section = section_of(cfg, step)
-        component = choose(step, options, section)
+    for step, component in chosen.items():
         if component.contract.opt_in and step not in wanted:
             continue
-        steps.append(step_spec(component, section, dataset_file, model_file, overrides))
+        steps.append(step_spec(component, section_of(cfg, step), dataset_file, model_file, overrides))
     everything = {name for s in steps for name in s.read_names}
     return [s for stage in plan(steps, existing=everything) for s in stage]
 
@@ -133,11 +145,15 @@ def selected_steps(
 ) -> list[StepSpec]:
     """The steps `main.steps` selects, after the checks that need no store: the model suits the
     dataset's kind (when a selected step takes the model config), and every forced step is selected."""
-    steps = select(pipeline_steps(cfg, dataset_file, model_file, overrides), str(cfg.main.steps))
+    chosen = chosen_components(cfg)
+    names = str(cfg.main.steps)
+    if names.strip() not in ("all", ""):
+        names = ",".join(sorted(step_names(requested(cfg), chosen)))
+    steps = select(pipeline_steps(cfg, dataset_file, model_file, overrides), names)
     components = discover()
     if any(MODEL in {p.role for p in components[s.component].contract.parameters()} for s in steps):
         check_model_kind(cfg)
-    unknown_forced = names_list(cfg.main.get("force_steps")) - {s.name for s in steps}
+    unknown_forced = step_names(names_list(cfg.main.get("force_steps")), chosen) - {s.name for s in steps}
     if unknown_forced:
         raise StepError(
             f"main: main.force_steps names {sorted(unknown_forced)}, which are not selected steps"

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlpipe import project
 from mlpipe.errors import StepError
 from mlpipe.pipeline import cache, executors, interrupts
-from mlpipe.pipeline.definition import names_list, selected_steps
+from mlpipe.pipeline.definition import chosen_components, names_list, selected_steps, step_names
 from mlpipe.pipeline.planner import StepSpec, dependencies, plan
 from mlpipe.pipeline.progress import Progress
 from mlpipe.tracking import runs, store
@@ -73,7 +73,7 @@ class Pipeline:
         self.stopping = False  # set on Ctrl-C: no step starts, and none is recorded as reused
         self.active: dict[str, str] = {}  # step -> run id, while its component runs
         self.use_cache = bool(cfg.main.get("cache", True))
-        self.force = names_list(cfg.main.get("force_steps"))
+        self.force = step_names(names_list(cfg.main.get("force_steps")), chosen_components(cfg))
         self.produced: dict[str, str] = {}  # artifact name -> digest written in this run
         self.commit: dict[str, str] = {}  # the project's git state, on every run of the pipeline
         self._lock = threading.Lock()

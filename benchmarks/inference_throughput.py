@@ -7,8 +7,8 @@ times each, medians reported:
 - plain: the prod model loaded through pyfunc, `model.predict` on the 20,000 rows of the source
   (and, as a script would, with reading the CSV and writing the predictions as Parquet);
 - the inference step (run in this process, a fresh ledger each time) with one worker and with
-  two: its scoring phase (batches and ledger commits, the model loaded; the step's
-  `scoring_seconds`) and the whole step (its MLflow run, fetching the model, reading and hashing
+  two: its scoring phase (batches and ledger commits, the model loaded: the step's metrics
+  `scoring_seconds` and `scoring_cpu_seconds`) and the whole step (its MLflow run, fetching the model, reading and hashing
   the source, the ledger, the outputs and their logging);
 - incremental: the same step after a full run, with 1 % of the rows changed, and with none.
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,12 +34,6 @@ from bench_utils import ROOT, print_table, project_env
 
 ROWS = 20_000
 CHANGED = ROWS // 100
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process and of its children that ended (the step's workers)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def prepare(folder: Path) -> str:
@@ -76,6 +69,7 @@ def main() -> None:
     import mlflow.pyfunc
     import pandas as pd
 
+    from mlpipe.inference.workers import cpu_seconds
     from mlpipe.pipeline import components
     from mlpipe.pipeline.step import parse_args
     from mlpipe.tracking import store
@@ -93,8 +87,12 @@ def main() -> None:
     component = ROOT / "components" / "batch_inference"
     module = components.load(component).module
     client = mlflow.MlflowClient()
+    measured: dict[str, list[tuple[float, float]]] = {}  # name -> (wall, CPU) of each repeat
 
-    def step(ledger: str, path: Path, workers: int) -> tuple[float, float, dict[str, float]]:
+    def add(name: str, wall: float, cpu: float) -> None:
+        measured.setdefault(name, []).append((wall, cpu))
+
+    def step(name: str, ledger: str, path: Path, workers: int, rows_scored: int) -> None:
         argv = ["--source", str(path), "--ledger_uri", ledger, "--workers", str(workers)]
         argv += ["--dataset_config", "conf/dataset/nyc_airbnb.yaml"]
         if args.batch_size:
@@ -102,109 +100,62 @@ def main() -> None:
         params = parse_args(module.CONTRACT, argv, component)
         started, cpu = time.perf_counter(), cpu_seconds()
         module.run(params)
-        elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
-        run = client.search_runs(
+        add(f"{name}: whole step", time.perf_counter() - started, cpu_seconds() - cpu)
+        metrics = client.search_runs(
             [os.environ["MLFLOW_EXPERIMENT_ID"]],
             "tags.`mlpipe.step` = 'inference'",
             order_by=["attributes.start_time DESC"],
-        )[0]
-        return elapsed, cpu, run.data.metrics
-
-    times: dict[str, list[float]] = {}
-
-    def add(name: str, seconds: float) -> None:
-        times.setdefault(name, []).append(seconds)
+        )[0].data.metrics
+        assert metrics["rows_scored"] == rows_scored, metrics
+        if rows_scored:
+            add(f"{name}: scoring", metrics["scoring_seconds"], metrics["scoring_cpu_seconds"])
 
     model = mlflow.pyfunc.load_model("models:/nyc_airbnb_random_forest@prod")
     for repeat in range(args.repeats):
         started, cpu = time.perf_counter(), cpu_seconds()
         model.predict(rows)
-        add("plain predict", time.perf_counter() - started)
-        add("plain predict: cpu", cpu_seconds() - cpu)
+        add("plain model.predict", time.perf_counter() - started, cpu_seconds() - cpu)
         started, cpu = time.perf_counter(), cpu_seconds()
         script_model = mlflow.pyfunc.load_model("models:/nyc_airbnb_random_forest@prod")
         table = pd.read_csv(source)
         table.assign(prediction=script_model.predict(table)).to_parquet(folder / "plain.parquet")
-        add("plain script", time.perf_counter() - started)
-        add("plain script: cpu", cpu_seconds() - cpu)
+        add("plain script (load, read, predict, write)", time.perf_counter() - started, cpu_seconds() - cpu)
         for workers in (1, 2):
             ledger = f"sqlite:///{folder / f'ledger-{repeat}-{workers}.db'}"
-            whole, cpu, metrics = step(ledger, source, workers)
-            add(f"step, {workers} worker(s): whole", whole)
-            add(f"step, {workers} worker(s): cpu", cpu)
-            add(f"step, {workers} worker(s): scoring", metrics["scoring_seconds"])
+            step(f"full, {workers} worker(s)", ledger, source, workers, ROWS)
             if workers == 1:
-                whole, cpu, metrics = step(ledger, changed_source, 1)
-                assert metrics["rows_scored"] == CHANGED, metrics
-                add("incremental 1 %: whole", whole)
-                add("incremental 1 %: cpu", cpu)
-                add("incremental 1 %: scoring", metrics["scoring_seconds"])
-                whole, cpu, metrics = step(ledger, changed_source, 1)
-                assert metrics["rows_scored"] == 0, metrics
-                add("nothing changed: whole", whole)
-                add("nothing changed: cpu", cpu)
-        print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times.items()), flush=True)
+                step("incremental 1 %", ledger, changed_source, 1, CHANGED)
+                step("nothing changed", ledger, changed_source, 1, 0)
+        print(f"repeat {repeat + 1} of {args.repeats} done", flush=True)
 
-    median = {k: statistics.median(v) for k, v in times.items()}
-    table_rows = [
-        (name, f"{seconds:.2f}", f"{ROWS / seconds:,.0f}" if name.endswith(("predict", "scoring")) else "")
-        for name, seconds in median.items()
-    ]
-    print_table(("measurement", "median s", "rows/s"), table_rows, f"medians of {args.repeats}, {ROWS} rows")
-
-    def ratio(a: str, b: str) -> str:
-        return f"{median[a] / median[b]:.2f}"
-
+    wall = {k: statistics.median(w for w, _ in v) for k, v in measured.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in measured.items()}
     print_table(
-        ("ratio", "value", "goal"),
-        [
-            (
-                "throughput, step scoring 1 worker / plain predict",
-                ratio("plain predict", "step, 1 worker(s): scoring"),
-                ">= 0.9",
-            ),
-            (
-                "throughput, step scoring 2 workers / plain predict",
-                ratio("plain predict", "step, 2 worker(s): scoring"),
-                "> 1 worker's",
-            ),
-            (
-                "throughput, whole step 1 worker / plain script",
-                ratio("plain script", "step, 1 worker(s): whole"),
-                "",
-            ),
-            (
-                "CPU, whole step 1 worker / plain script",
-                ratio("step, 1 worker(s): cpu", "plain script: cpu"),
-                "",
-            ),
-            (
-                "CPU, whole step 2 workers / plain script",
-                ratio("step, 2 worker(s): cpu", "plain script: cpu"),
-                "",
-            ),
-            (
-                "cost, incremental 1 % / full: scoring",
-                ratio("incremental 1 %: scoring", "step, 1 worker(s): scoring"),
-                "<= 0.10",
-            ),
-            (
-                "cost, incremental 1 % / full: whole step",
-                ratio("incremental 1 %: whole", "step, 1 worker(s): whole"),
-                "<= 0.10",
-            ),
-            (
-                "cost, incremental 1 % / full: whole step, CPU",
-                ratio("incremental 1 %: cpu", "step, 1 worker(s): cpu"),
-                "<= 0.10",
-            ),
-            (
-                "floor: nothing changed / full, whole step",
-                ratio("nothing changed: whole", "step, 1 worker(s): whole"),
-                "",
-            ),
-        ],
-        "ratios of the medians",
+        ("measurement", "wall s", "CPU s"),
+        [(k, f"{wall[k]:.2f}", f"{cpu[k]:.2f}") for k in measured],
+        f"medians of {args.repeats}, {ROWS} rows (CPU: this process and the workers)",
+    )
+    plain, one, two = "plain model.predict", "full, 1 worker(s): scoring", "full, 2 worker(s): scoring"
+    full, incremental = "full, 1 worker(s): whole step", "incremental 1 %: whole step"
+    ratios = [
+        ("throughput per CPU second, scoring 1 worker / plain", cpu[plain] / cpu[one], ">= 0.9"),
+        ("throughput, wall, scoring 1 worker / plain", wall[plain] / wall[one], ">= 0.9"),
+        ("throughput, wall, scoring 2 workers / plain", wall[plain] / wall[two], "> 1 worker's"),
+        (
+            "cost, incremental 1 % / full, scoring, wall",
+            wall["incremental 1 %: scoring"] / wall[one],
+            "<= 0.10",
+        ),
+        ("cost, incremental 1 % / full, whole step, wall", wall[incremental] / wall[full], "<= 0.10"),
+        ("cost, incremental 1 % / full, whole step, CPU", cpu[incremental] / cpu[full], "<= 0.10"),
+        (
+            "floor: nothing changed / full, whole step, CPU",
+            cpu["nothing changed: whole step"] / cpu[full],
+            "",
+        ),
+    ]
+    print_table(
+        ("ratio", "value", "goal"), [(n, f"{v:.2f}", g) for n, v, g in ratios], "ratios of the medians"
     )
 
 

@@ -122,6 +122,10 @@ def test_only_new_or_changed_rows_are_scored_and_a_new_prod_rescores_all(
     trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: Path
 ) -> None:
     inference = Inference(trained_store, monkeypatch, tmp_path, "inference_model")
+    with pytest.raises(
+        StepError, match=r"^inference: model 'prod': .* \(promote sets prod: -P steps=promote\)"
+    ):
+        inference.run(source)
     inference.registry.promote("poor")
     first = inference.run(source)
     assert counts(first) == {

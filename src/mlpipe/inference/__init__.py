@@ -9,6 +9,8 @@ changed), batch by batch, each batch recorded in the ledger as it is done.
   `model_export:vN`), resolved to one registry or artifact version each.
 - `scorer`: one batch scored in one process, the models loaded once per process; rows a model
   refuses are found by splitting the batch, and the rest are scored.
-- `job`: the rows to score (against the ledger), the batches (in this process or in parallel
-  worker processes), the commits, the outputs and the metrics.
+- `plan`: the rows each model must score, against the ledger.
+- `workers`: the batches, in the step's process or in parallel worker processes.
+- `outputs`: the predictions (from the ledger), the rejected rows, the metrics, the log lines.
+- `job`: one run, from the new data to its outputs, a ledger commit per batch.
 """

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import pandas as pd
 from sqlalchemy import (
@@ -59,10 +58,26 @@ table = Table(
 )
 PRIMARY_KEY = ["dataset", "model", "row_key"]
 UPDATED = ["content_hash", "model_version", "prediction", "probabilities", "last_scored", "run_id"]
+COLUMNS = [c.name for c in table.columns]
+# A Scored row sits in the table's columns as (dataset, model, key, hash, version, prediction,
+# probabilities, first, last, run): `record` writes the tuples in this order.
+assert COLUMNS[2:4] == ["row_key", "content_hash"] and COLUMNS[5:7] == ["prediction", "probabilities"]
+PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}  # the driver's parameter style
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy keeps a DateTime in SQLite (read back alike)
 
 
-@dataclass(frozen=True)
-class Scored:
+def upsert_sql(placeholder: str) -> str:
+    """INSERT ... ON CONFLICT DO UPDATE, which SQLite and PostgreSQL spell alike, written from the
+    table's columns; first_scored is left as it was."""
+    marks = ", ".join([placeholder] * len(COLUMNS))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in UPDATED)
+    return (
+        f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({marks}) "
+        f"ON CONFLICT ({', '.join(PRIMARY_KEY)}) DO UPDATE SET {updates}"
+    )
+
+
+class Scored(NamedTuple):
     """One row's prediction, as the ledger records it."""
 
     key: str
@@ -143,25 +158,15 @@ class Ledger:
         """One batch, in one transaction: new keys inserted, known ones updated (first_scored kept)."""
         if not scored:
             return
-        stamp = when.astimezone(UTC).replace(tzinfo=None) if self.dialect == "sqlite" else when
-        values = [
-            {
-                "dataset": dataset,
-                "model": model,
-                "row_key": s.key,
-                "content_hash": s.content_hash,
-                "model_version": version,
-                "prediction": s.prediction,
-                "probabilities": s.probabilities,
-                "first_scored": stamp,
-                "last_scored": stamp,
-                "run_id": run_id,
-            }
-            for s in scored
-        ]
+        when = when.astimezone(UTC)
         try:
             with self.engine.begin() as connection:
-                self.upsert(connection, dataset, model, values)
+                if self.upsert_statement:
+                    stamp = when.strftime(SQLITE_TIME) if self.dialect == "sqlite" else when
+                    rows = [(dataset, model, *s[:2], version, *s[2:], stamp, stamp, run_id) for s in scored]
+                    connection.exec_driver_sql(self.upsert_statement, rows)
+                else:
+                    self.delete_and_insert(connection, dataset, model, version, run_id, scored, when)
         except SQLAlchemyError as e:
             self.fail("cannot be written", e)
 
@@ -169,33 +174,36 @@ class Ledger:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def upsert(self, connection: Connection, dataset: str, model: str, values: list[dict[str, Any]]) -> None:
-        if self.dialect in UPSERT_DIALECTS:
-            if self.dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert as dialect_insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
-            statement = dialect_insert(table)
-            statement = statement.on_conflict_do_update(
-                index_elements=PRIMARY_KEY, set_={c: statement.excluded[c] for c in UPDATED}
-            )
-            connection.execute(statement, values)
-            return
-        keys = [v["row_key"] for v in values]
-        first = {}
-        for part in chunks(keys):
-            query = select(table.c.row_key, table.c.first_scored).where(
-                table.c.dataset == dataset, table.c.model == model, table.c.row_key.in_(part)
-            )
-            first.update({key: when for key, when in connection.execute(query)})
-            connection.execute(
-                delete(table).where(
-                    table.c.dataset == dataset, table.c.model == model, table.c.row_key.in_(part)
-                )
-            )
-        for v in values:
-            v["first_scored"] = first.get(v["row_key"], v["first_scored"])
-        connection.execute(insert(table), values)
+    @property
+    def upsert_statement(self) -> str:
+        """The upsert as one statement for the driver, where the database has one ("" where not).
+        Run as the driver's executemany: SQLAlchemy's processing of each row would cost more
+        than the insert itself."""
+        placeholder = PLACEHOLDERS.get(self.engine.dialect.paramstyle)
+        return upsert_sql(placeholder) if self.dialect in UPSERT_DIALECTS and placeholder else ""
+
+    def delete_and_insert(
+        self,
+        connection: Connection,
+        dataset: str,
+        model: str,
+        version: str,
+        run_id: str,
+        scored: Sequence[Scored],
+        when: datetime,
+    ) -> None:
+        """The upsert for databases without one: the known keys' rows deleted and inserted again,
+        each keeping when it was first scored."""
+        first: dict[str, datetime] = {}
+        for part in chunks([s.key for s in scored]):
+            where = (table.c.dataset == dataset, table.c.model == model, table.c.row_key.in_(part))
+            known = connection.execute(select(table.c.row_key, table.c.first_scored).where(*where))
+            first.update({key: at for key, at in known})
+            connection.execute(delete(table).where(*where))
+        rows = [
+            (dataset, model, *s[:2], version, *s[2:], first.get(s.key, when), when, run_id) for s in scored
+        ]
+        connection.execute(insert(table), [dict(zip(COLUMNS, row, strict=True)) for row in rows])
 
     def close(self) -> None:
         self.engine.dispose()

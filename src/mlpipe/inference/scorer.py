@@ -46,7 +46,10 @@ def start(folders: dict[str, str], spec: DatasetSpec) -> None:
 
     global _spec
     _spec = spec
-    logging.getLogger("mlflow.models.utils").addFilter(ExtraColumns())
+    quiet = logging.getLogger("mlflow.models.utils")
+    if not any(isinstance(f, ExtraColumns) for f in quiet.filters):
+        quiet.addFilter(ExtraColumns())
+    _models.clear()  # a previous run's, in a process that runs several steps
     loaded: dict[str, PyFuncModel] = {}
     for name, folder in folders.items():
         loaded[folder] = loaded.get(folder) or scoring.load(folder)
@@ -95,25 +98,36 @@ def alike(reason: str) -> str:
 
 @dataclass
 class Outcome:
-    scored: list[tuple[int, Any, np.ndarray | None]]  # (position in data, value, probabilities)
-    refused: dict[int, str]  # position in data -> reason
+    positions: np.ndarray  # the rows of the data scored, in order
+    values: np.ndarray  # their predictions
+    probabilities: np.ndarray | None  # (rows, classes), for classifiers
+    refused: dict[int, str]  # row of the data -> reason
     classes: list[Any] | None = None
+
+    @classmethod
+    def refusal(cls, position: int, reason: str) -> Outcome:
+        return cls(np.zeros(0, dtype=int), np.zeros(0), None, {position: reason})
+
+    def __add__(self, other: Outcome) -> Outcome:
+        """Two parts of a batch, in order (a part whose rows were all refused adds only those)."""
+        parts = [o for o in (self, other) if len(o.positions)] or [self]
+        probabilities = [p.probabilities for p in parts]
+        return Outcome(
+            np.concatenate([p.positions for p in parts]),
+            np.concatenate([p.values for p in parts]),
+            None if any(p is None for p in probabilities) else np.concatenate(probabilities),
+            {**self.refused, **other.refused},
+            self.classes or other.classes,
+        )
 
 
 def predict_rows(model: PyFuncModel, data: Any, spec: DatasetSpec, positions: np.ndarray) -> Outcome:
     """Score the rows at `positions` (whatever the model raises is its refusal of them)."""
     from mlpipe.models import scoring
 
-    prediction = scoring.predict(model, spec.kind.take(data, positions), spec)
-    probabilities = prediction.probabilities
-    return Outcome(
-        [
-            (int(p), v, None if probabilities is None else probabilities[i])
-            for i, (p, v) in enumerate(zip(positions, prediction.values, strict=True))
-        ],
-        {},
-        prediction.classes,
-    )
+    whole = len(positions) == spec.kind.size(data)  # all of it, in order: no copy
+    prediction = scoring.predict(model, data if whole else spec.kind.take(data, positions), spec)
+    return Outcome(positions, np.asarray(prediction.values), prediction.probabilities, {}, prediction.classes)
 
 
 def predict_isolating(
@@ -127,12 +141,10 @@ def predict_isolating(
         except Exception as error:
             refusal = error
     if len(positions) == 1:
-        return Outcome([], {int(positions[0]): reason_of(refusal)})
+        return Outcome.refusal(int(positions[0]), reason_of(refusal))
     middle = len(positions) // 2
-    first = predict_isolating(model, data, spec, positions[:middle])
-    second = predict_isolating(model, data, spec, positions[middle:])
-    return Outcome(
-        first.scored + second.scored, {**first.refused, **second.refused}, first.classes or second.classes
+    return predict_isolating(model, data, spec, positions[:middle]) + predict_isolating(
+        model, data, spec, positions[middle:]
     )
 
 
@@ -145,17 +157,15 @@ def refused_alike(model: PyFuncModel, data: Any, spec: DatasetSpec, size: int) -
     reasons = []
     for position in np.linspace(0, size - 1, SAMPLE).astype(int):
         outcome = predict_isolating(model, data, spec, np.asarray([position]))
-        if outcome.scored:
+        if len(outcome.positions):
             return ""
         reasons.append(in_source_terms(outcome.refused[int(position)], 0))
     return reasons[0] if len({alike(r) for r in reasons}) == 1 else ""
 
 
-def prediction_text(value: Any) -> str:
-    """A prediction as the ledger keeps it: numbers exactly (repr round-trips a float)."""
-    if isinstance(value, float | np.floating):
-        return repr(float(value))
-    return str(value.item() if isinstance(value, np.generic) else value)
+def prediction_texts(values: np.ndarray) -> list[str]:
+    """Predictions as the ledger keeps them: floats as the shortest text that reads back exactly."""
+    return [str(v) for v in (values.astype(str) if values.dtype.kind == "f" else values).tolist()]
 
 
 def score(model_name: str, rows: list[int], batch: Any) -> BatchResult:
@@ -166,7 +176,7 @@ def score(model_name: str, rows: list[int], batch: Any) -> BatchResult:
     data, not_loaded = spec.kind.load_batch(batch, spec, WHERE)
     loaded = [row for i, row in enumerate(rows) if i not in not_loaded]
     rejected = {rows[i]: reason for i, reason in not_loaded.items()}
-    outcome = Outcome([], {})
+    outcome = Outcome(np.zeros(0, dtype=int), np.zeros(0), None, {})
     if loaded:
         everything = np.arange(len(loaded))
         try:
@@ -178,12 +188,14 @@ def score(model_name: str, rows: list[int], batch: Any) -> BatchResult:
             outcome = predict_isolating(model, data, spec, everything, error)
     for position, reason in outcome.refused.items():
         rejected[loaded[position]] = in_source_terms(reason, loaded[position])
-    classes = outcome.classes
+    classes, probabilities = outcome.classes, outcome.probabilities
     return BatchResult(
         model_name,
-        [loaded[p] for p, _, _ in outcome.scored],
-        [prediction_text(v) for _, v, _ in outcome.scored],
-        [None if p is None or not classes else probabilities_json(classes, p) for _, _, p in outcome.scored],
+        [loaded[p] for p in outcome.positions.tolist()],
+        prediction_texts(outcome.values),
+        [None] * len(outcome.positions)
+        if probabilities is None or not classes
+        else [probabilities_json(classes, row) for row in probabilities],
         rejected,
         time.perf_counter() - started,
     )

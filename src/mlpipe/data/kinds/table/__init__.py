@@ -88,6 +88,8 @@ class TableKind(DataKind):
         return read_new_table(read_table(path, where), spec, key, f"{where}: source '{path.name}'")
 
     def batch(self, new: NewData, rows: np.ndarray) -> pd.DataFrame:
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # a run of rows (a full run's): a slice
+            return new.rows.iloc[rows[0] : rows[-1] + 1]
         return new.rows.iloc[rows]
 
     def load_batch(

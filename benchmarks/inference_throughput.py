@@ -8,8 +8,8 @@ times each, medians reported:
   (and, as a script would, with reading the CSV and writing the predictions as Parquet);
 - the inference step (run in this process, a fresh ledger each time) with one worker and with
   two: its scoring phase (batches and ledger commits, the model loaded: the step's metrics
-  `scoring_seconds` and `scoring_cpu_seconds`) and the whole step (its MLflow run, fetching the model, reading and hashing
-  the source, the ledger, the outputs and their logging);
+  `scoring_seconds` and `scoring_cpu_seconds`) and the whole step (its MLflow run, fetching the
+  model, reading and hashing the source, the ledger, the outputs and their logging);
 - incremental: the same step after a full run, with 1 % of the rows changed, and with none.
 
 Wall seconds and CPU seconds (this process and its workers) are both reported: on a shared

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +63,7 @@ class Inference:
         self, trained: TrainedStore, monkeypatch: pytest.MonkeyPatch, folder: Path, name: str
     ) -> None:
         self.registry = Registry(trained, monkeypatch, name)
+        self.uri = trained.uri
         self.store: ArtifactStore = self.registry.store
         self.folder = folder
         self.ledger = folder / "ledger.db"
@@ -111,6 +112,14 @@ def counts(run: Run) -> dict[str, int]:
 
 
 @pytest.fixture
+def inference_for(
+    trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Callable[[str], Inference]:
+    """Inference against the trained store, for a registered model of this name."""
+    return lambda name: Inference(trained_store, monkeypatch, tmp_path, name)
+
+
+@pytest.fixture
 def source(tmp_path: Path) -> Path:
     path = tmp_path / "new_listings.csv"
     pd.read_csv(NYC_CSV).head(ROWS).to_csv(path, index=False)
@@ -119,9 +128,9 @@ def source(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_only_new_or_changed_rows_are_scored_and_a_new_prod_rescores_all(
-    trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: Path
+    inference_for: Callable[[str], Inference], tmp_path: Path, source: Path
 ) -> None:
-    inference = Inference(trained_store, monkeypatch, tmp_path, "inference_model")
+    inference = inference_for("inference_model")
     with pytest.raises(
         StepError, match=r"^inference: model 'prod': .* \(promote sets prod: -P steps=promote\)"
     ):
@@ -185,12 +194,12 @@ def test_only_new_or_changed_rows_are_scored_and_a_new_prod_rescores_all(
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_with_the_remainder_only(
-    trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: Path
+    inference_for: Callable[[str], Inference], tmp_path: Path, source: Path
 ) -> None:
-    inference = Inference(trained_store, monkeypatch, tmp_path, "resumed_model")
+    inference = inference_for("resumed_model")
     inference.registry.promote("good")
     env = subprocess_env(
-        MLFLOW_TRACKING_URI=trained_store.uri, MLFLOW_EXPERIMENT_ID=inference.store.experiment_id
+        MLFLOW_TRACKING_URI=inference.uri, MLFLOW_EXPERIMENT_ID=inference.store.experiment_id
     )
     step = subprocess.Popen(
         [
@@ -237,9 +246,9 @@ def test_a_killed_run_resumes_with_the_remainder_only(
 
 @pytest.mark.slow
 def test_rows_the_model_refuses_are_rejected_with_the_reason(
-    trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: Path
+    inference_for: Callable[[str], Inference], tmp_path: Path, source: Path
 ) -> None:
-    inference = Inference(trained_store, monkeypatch, tmp_path, "strict_model")
+    inference = inference_for("strict_model")
     inference.registry.promote("good")
     client = inference.registry.client
     client.set_registered_model_alias("strict_model", "challenger", "1")
@@ -445,16 +454,16 @@ def test_main_steps_names_the_step_or_its_component(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_pipeline_runs_it_as_the_issue_shows(
-    trained_store: TrainedStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: Path
+    inference_for: Callable[[str], Inference], tmp_path: Path, source: Path
 ) -> None:
-    inference = Inference(trained_store, monkeypatch, tmp_path, "pipeline_model")
+    inference = inference_for("pipeline_model")
     inference.registry.promote("good")
     options = [
         "inference.model_name=pipeline_model",
         f"inference.source={source}",
         f"inference.ledger_uri=sqlite:///{inference.ledger}",
     ]
-    done = run_main(["main.steps=batch_inference", *options], trained_store.uri, tmp_path)
+    done = run_main(["main.steps=batch_inference", *options], inference.uri, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"{ROWS} rows in: {ROWS} new" in done.stderr
     assert counts(inference.last_run())["rows_scored"] == ROWS

@@ -43,8 +43,9 @@ def render_mlproject(component: Component) -> str:
             f"      {p.name}:",
             f"        description: {json.dumps(p.help)}",
             f"        type: {mlflow_type(p.annotation)}",
-            f"        default: {json.dumps(encode(values[p.name]))}",
         ]
+        if p.name in values:  # no default in config.yaml: `mlflow run` asks for it
+            lines.append(f"        default: {json.dumps(encode(values[p.name]))}")
     options = " ".join(f"--{p.name} {{{p.name}}}" for p in contract.parameters())
     lines.append(f"    command: {json.dumps(f'{COMMAND_PREFIX} {options}')}")
     return "\n".join(lines) + "\n"
@@ -90,7 +91,9 @@ def readme_with_table(readme: str, table: str) -> str:
 def expected_files() -> dict[Path, str]:
     """Every derived file, as the contracts say it should read."""
     components = discover()
-    files = {c.folder / "MLproject": render_mlproject(c) for c in components.values()}
+    tests_only = project.root() / "tests" / "components"  # steps the tests add to projects of their own
+    extra = discover(tests_only) if tests_only.is_dir() else {}
+    files = {c.folder / "MLproject": render_mlproject(c) for c in [*components.values(), *extra.values()]}
     readme = project.root() / "README.md"
     files[readme] = readme_with_table(readme.read_text(), steps_table(components))
     return files

@@ -1,5 +1,6 @@
-"""fault (tests only): a step that ends the ways a real step can, for the tests of the pipeline's
-executors and of interrupts. Tests put it beside the real components in a project of their own."""
+"""fault: fails the way it is told to (tests only): ends the ways a real step can, for the tests of
+the pipeline's executors and of interrupts. Tests put it beside the real components in a project
+of their own."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlpipe.pipeline.contract import StepContract, param, writes
+from mlpipe.pipeline.contract import StepContract, StepParams, param, writes
 from mlpipe.pipeline.step import run_script, step_run
 
 
 @dataclass(frozen=True)
-class Params:
+class Params(StepParams):
     how: str = param(
         "exit (os._exit(3)), sigkill, segfault, oom:<memory cgroup folder> (join it, then allocate), "
         "or hang (log, sleep a minute, then publish)"
@@ -23,7 +24,7 @@ class Params:
     output_artifact: str = writes("fault_output")
 
 
-CONTRACT = StepContract("fault", Params, summary="fails the way it is told to", opt_in=True)
+CONTRACT = StepContract("fault", Params, __doc__, opt_in=True)
 
 
 def allocate_until_killed() -> None:

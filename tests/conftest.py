@@ -205,9 +205,9 @@ def project_name(tracking_uri: str) -> str:
 
 # -- a store where the data steps ran once and two models were trained (sweeps, promotion, serving)
 def run_main(
-    args: list[str], tracking_uri: str, tmp: Path, timeout: int = 600
+    args: list[str], tracking_uri: str, tmp: Path, timeout: int = 600, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """`python main.py ...` as a user runs it, with Hydra's output dirs under `tmp`."""
+    """`python main.py ...` as a user runs it (with `env` added), Hydra's output dirs under `tmp`."""
     dirs = [
         f"hydra.run.dir={tmp}/outputs/${{now:%H-%M-%S-%f}}",
         f"hydra.sweep.dir={tmp}/multirun/${{now:%H-%M-%S-%f}}",
@@ -215,7 +215,7 @@ def run_main(
     return subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "main.py"), *dirs, *args],  # args may end in -m
         cwd=PROJECT_ROOT,
-        env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri),
+        env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri, **env),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -23,7 +23,8 @@ def fault_project(folder: Path) -> Path:
     components.mkdir()
     for component in (PROJECT_ROOT / "components").iterdir():
         (components / component.name).symlink_to(component)
-    (components / "fault").symlink_to(FAULT)
+    # A copy: MLflow finds the MLproject's `../../conda.yml` through the real path of the folder.
+    shutil.copytree(FAULT, components / "fault", ignore=shutil.ignore_patterns("__pycache__"))
     return folder
 
 

@@ -5,8 +5,6 @@ reason, models side by side, images keyed by their path, and the ledger on Postg
 from __future__ import annotations
 
 import os
-import pwd
-import shlex
 import shutil
 import signal
 import sqlite3
@@ -35,7 +33,10 @@ from mlpipe.inference import ledger as ledger_module
 from mlpipe.inference.ledger import TABLE, Ledger, Scored
 from mlpipe.pipeline.config import load
 from mlpipe.pipeline.definition import selected_steps
+from mlpipe.processes import stop_pid
+from mlpipe.tracking import postgres
 from mlpipe.tracking.artifacts import ArtifactStore
+from mlpipe.tracking.server import free_port
 from tests.conftest import (
     COMPONENTS_DIR,
     NYC_CSV,
@@ -348,38 +349,21 @@ def test_an_image_folder_rescores_only_the_file_that_changed(
 # -- the ledger, on SQLite and on a throwaway PostgreSQL ------------------------------------------
 @pytest.fixture(scope="session")
 def postgres_uri() -> Iterator[str]:
-    """A PostgreSQL server of our own (initdb, pg_ctl; as the `postgres` user when we are root),
-    listening on a socket in a temporary folder only; stopped at the end of the session."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL's initdb and pg_ctl are not on PATH")
-    as_root = os.geteuid() == 0
-    if as_root:
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL as")
-    folder = Path(tempfile.mkdtemp(prefix="mlpipe-pg-"))
-    if as_root:
-        os.chown(folder, user.pw_uid, user.pw_gid)
-
-    def command(*args: str) -> list[str]:
-        return ["su", "postgres", "-c", shlex.join(args)] if as_root else list(args)
-
-    data, log = str(folder / "data"), str(folder / "server.log")
-    options = f"-p 5432 -k {folder} -c listen_addresses=''"  # a socket in our folder, no TCP port
+    """A throwaway PostgreSQL cluster (`make server`'s, alone) on a free port; stopped by its pid
+    at the end of the session."""
     try:
-        for args in (
-            [initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
-            [pg_ctl, "-D", data, "-l", log, "-o", options, "-w", "start"],
-        ):
-            done = subprocess.run(command(*args), capture_output=True, text=True, timeout=120)
-            assert done.returncode == 0, done.stdout + done.stderr
-        yield f"postgresql://postgres@/postgres?host={folder}&port=5432"
+        postgres.bin_dir()
+    except StepError as e:
+        pytest.skip(str(e))
+    # Not under pytest's private tmp folder: as root, PostgreSQL runs as `postgres`, which must get in.
+    folder = Path(tempfile.mkdtemp(prefix="mlpipe-pg-"))
+    folder.chmod(0o755)
+    port = free_port()
+    pid = postgres.Cluster(folder / "postgres").start(port)
+    try:
+        yield postgres.url(port, "mlpipe")
     finally:
-        subprocess.run(
-            command(pg_ctl, "-D", data, "-m", "immediate", "stop"), capture_output=True, timeout=60
-        )
+        stop_pid(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -121,7 +121,7 @@ def test_an_interrupt_stops_every_step_and_ends_every_run_killed(outcomes: list[
     client = MlflowClient(outcome.store_uri)
     experiment = client.get_experiment_by_name("penguins").experiment_id
     statuses = {r.info.run_name: r.info.status for r in client.search_runs([experiment])}
-    assert statuses == {"pipeline development": "KILLED", "fault": "KILLED"}, outcome.log[-3000:]
+    assert statuses == {"penguins · random_forest": "KILLED", "fault": "KILLED"}, outcome.log[-3000:]
     if case.command == "mlflow run":
         [launcher] = client.search_runs([client.get_experiment_by_name("Default").experiment_id])
         # Sent to `mlflow run` alone, main.py gets SIGTERM: from `mlflow run`, or the kernel as it dies.

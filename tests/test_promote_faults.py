@@ -4,6 +4,7 @@ test data whose files are gone. Real pipelines in this process (penguins, small 
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,13 @@ class Promotions:
         assert self.store.resolve("model_export:prod").digest == version.tags[promotion.TAG_DIGEST]
         return version.tags[promotion.TAG_DIGEST]
 
+    def prod_files(self) -> Path:
+        """The folder the prod version is loaded from: its logged model's copy of the export."""
+        source = self.client.get_model_version_by_alias(self.project, "prod").source
+        assert source.startswith("models:/m-"), source  # the registry keeps no model_id: the source says it
+        location = self.client.get_logged_model(source.removeprefix("models:/")).artifact_location
+        return Path(urllib.parse.urlparse(location).path)
+
     def registered(self) -> list[str]:
         return [
             v.tags[promotion.TAG_DIGEST] for v in self.client.search_model_versions(f"name='{self.project}'")
@@ -86,7 +94,7 @@ def test_a_prod_model_that_cannot_be_loaded_is_named_and_force_replaces_it(
 ) -> None:
     promotions.promote()
     promotions.train_b()
-    corrupt(artifact_files(promotions.store, promotions.a) / "model.pkl")
+    corrupt(promotions.prod_files() / "model.pkl")
     with pytest.raises(StepError) as failed:
         promotions.promote()
     assert str(failed.value).startswith(

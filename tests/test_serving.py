@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,10 @@ import pytest
 
 from mlpipe.data.tables import read_table
 from mlpipe.tracking.artifacts import ArtifactStore
+from mlpipe.tracking.server import free_port
 from tests.conftest import DATASETS, TrainedStore, load_component, run_component_params, subprocess_env
 
 NAME = "serve_model"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(url: str, frame: pd.DataFrame) -> tuple[int, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -240,6 +241,23 @@ def test_ray_sweep_promote_and_serve_from_the_server(
     mlflow.set_tracking_uri(uri)
     expected = mlflow.pyfunc.load_model(f"models:/{name}@prod").predict(rows)
     np.testing.assert_allclose(np.asarray(answer["predictions"]).ravel(), np.asarray(expected).ravel())
+
+    # Batch inference scores with that prod model; its ledger is in the server's PostgreSQL.
+    scored = run_main(
+        ["main.steps=inference", "main.executor=inprocess", f"inference.model_name={name}"],
+        uri,
+        tmp_path,
+        MLPIPE_DATABASE_URL=tracking_server.database_url,
+    )
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    (inference,) = runs_of(uri, EXPERIMENT, f"tags.`{TAG_STEP}` = 'inference'")
+    ledger = pd.read_sql(
+        "SELECT model_version, count(*) AS n FROM inference_ledger GROUP BY model_version",
+        tracking_server.database_url,
+    )
+    assert ledger.to_dict("records") == [
+        {"model_version": f"models:/{name}/{prod.version}", "n": inference.data.metrics["rows_scored"]}
+    ]
 
 
 def test_two_pipelines_at_once_complete_with_their_own_runs(

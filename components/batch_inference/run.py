@@ -39,7 +39,8 @@ class Params(StepParams):
     )
     full: bool = param("Score every row again, whatever the ledger says")
     ledger_uri: str | None = param(
-        "SQLAlchemy URL of the ledger database (null: sqlite:///<results root>/inference_ledger.db)"
+        "SQLAlchemy URL of the ledger database "
+        "(null: $MLPIPE_DATABASE_URL, else sqlite:///<results root>/inference_ledger.db)"
     )
     batch_size: int = param("Rows per batch: the unit of work of a worker and of a ledger commit")
     workers: int = param("Scoring processes, each loading the models once (1: the step's own process)")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 ENV_ROOT = "MLPIPE_PROJECT_ROOT"
 ENV_RESULTS = "MLPIPE_RESULTS_ROOT"
+ENV_DATABASE = "MLPIPE_DATABASE_URL"  # the project's own tables (ledgers): `make server` makes one
 MARKERS = ("MLproject", "config.yaml", "components")  # what makes a folder this kind of project
 
 

@@ -2,8 +2,9 @@
 which content (a hash of the row's model input), by which model version and when the row was first
 and last scored, and the prediction it got.
 
-Any SQLAlchemy URL works: a SQLite file by default (`inference_ledger.db` under the results
-root), PostgreSQL for a team (`postgresql://user@host/db`, through psycopg). The table is created
+Any SQLAlchemy URL works: by default the project's database when `MLPIPE_DATABASE_URL` names one
+(`make server` does), else a SQLite file (`inference_ledger.db` under the results root);
+PostgreSQL for a team (`postgresql://user@host/db`, through psycopg). The table is created
 on first use. Each batch is recorded in one transaction, as an upsert on the primary key, so a run
 killed half-way leaves whole batches behind, never half of one, and a row is never recorded twice.
 """
@@ -11,6 +12,7 @@ killed half-way leaves whole batches behind, never half of one, and a row is nev
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,7 +89,7 @@ class Scored(NamedTuple):
 
 
 def default_uri() -> str:
-    return f"sqlite:///{project.results_root() / DEFAULT_FILE}"
+    return os.environ.get(project.ENV_DATABASE) or f"sqlite:///{project.results_root() / DEFAULT_FILE}"
 
 
 def chunks(items: Sequence[str], size: int = KEY_CHUNK) -> Iterator[Sequence[str]]:

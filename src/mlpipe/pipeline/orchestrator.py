@@ -297,7 +297,7 @@ class Pipeline:
             log.info(
                 "pipeline run '%s' %s: %s",
                 self.run_name,
-                "failed" if error else "finished",
+                "killed" if killed else "failed" if error else "finished",
                 store.ui_url(self.experiment_id, parent_id),
             )
         return children

@@ -30,7 +30,6 @@ from mlpipe.tracking import postgres, store
 from mlpipe.tracking.postgres import WHAT, last_line
 
 STATE_FILE = "server.json"
-DATABASE_VAR = "MLPIPE_DATABASE_URL"  # the project's own database on the same PostgreSQL (ledgers)
 HEALTH_TIMEOUT_S = 180.0  # `mlflow server` on PostgreSQL takes about 25 s on 2 cores
 
 
@@ -56,7 +55,8 @@ class Server:
         return postgres.url(self.postgres_port, "mlflow")
 
     def exports(self) -> str:
-        return f"export MLFLOW_TRACKING_URI={self.tracking_uri}\nexport {DATABASE_VAR}={self.database_url}"
+        database = f"export {project.ENV_DATABASE}={self.database_url}"
+        return f"export MLFLOW_TRACKING_URI={self.tracking_uri}\n{database}"
 
     def save(self) -> None:
         (Path(self.folder) / STATE_FILE).write_text(json.dumps(asdict(self), indent=2))

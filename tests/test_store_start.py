@@ -65,3 +65,15 @@ def test_two_mlflow_runs_started_together_on_a_fresh_store_both_succeed(tmp_path
     experiment = client.get_experiment_by_name("penguins").experiment_id
     pipelines = client.search_runs([experiment], "tags.`mlpipe.pipeline` = 'true'")
     assert [r.info.status for r in pipelines] == ["FINISHED", "FINISHED"]
+
+
+def test_whether_a_store_holds_the_experiment_is_told_without_mlflow(tmp_path: Path) -> None:
+    """What main.py reads before importing MLflow, to start the step workers' warm parent early."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert sqlite_store.has_experiment(uri, "penguins") is False  # no file yet
+    MlflowClient(uri).create_experiment("penguins")
+    assert sqlite_store.has_experiment(uri, "penguins") is True
+    assert sqlite_store.has_experiment(uri, "nyc_airbnb") is False
+    (tmp_path / "other.db").write_text("not a database")
+    assert sqlite_store.has_experiment(f"sqlite:///{tmp_path / 'other.db'}", "penguins") is None
+    assert sqlite_store.has_experiment("http://127.0.0.1:5000", "penguins") is None

@@ -102,14 +102,15 @@ def preload_modules(cfg: DictConfig) -> list[str]:
 
 
 def surely_needed(cfg: DictConfig) -> bool:
-    """Whether some step will run for sure, before the store is open: the SQLite store is new, the
-    cache is off, or steps are forced. Started then, the warm parent imports while main.py opens
-    the store; otherwise the first step the cache cannot serve starts it."""
+    """Whether some step will run for sure, before the store is open: the SQLite store does not
+    hold the experiment yet (a new store, or one `mlflow run` has just made), the cache is off, or
+    steps are forced. Started then, the warm parent imports while main.py opens the store;
+    otherwise the first step the cache cannot serve starts it."""
     from mlpipe.tracking import store
+    from mlpipe.tracking.sqlite_store import has_experiment
 
-    uri = store.tracking_uri()
-    new_store = uri.startswith(store.SQLITE) and not Path(uri.removeprefix(store.SQLITE)).exists()
-    return new_store or not cfg.main.get("cache", True) or bool(cfg.main.get("force_steps"))
+    new_experiment = has_experiment(store.tracking_uri(), str(cfg.main.project_name)) is False
+    return new_experiment or not cfg.main.get("cache", True) or bool(cfg.main.get("force_steps"))
 
 
 def start(modules: Iterable[str]) -> None:

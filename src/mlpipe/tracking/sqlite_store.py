@@ -16,6 +16,7 @@ MLflow at module level.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -103,3 +104,20 @@ def built(store_uri: str, build: Callable[[], Any]) -> Any:
         if found is None:
             raise
         raise damaged_store(store_uri, found) from e
+
+
+def has_experiment(store_uri: str, name: str) -> bool | None:
+    """Whether the SQLite store at `store_uri` holds an experiment called `name`: False when the
+    file does not exist; None when that cannot be told without MLflow (not a SQLite file, no tables
+    yet, another schema). A read-only query of a few milliseconds, where importing MLflow and
+    opening the store takes a second or more."""
+    path = store_uri.removeprefix(SQLITE).split("?", 1)[0] if store_uri.startswith(SQLITE) else ""
+    if path in ("", ":memory:"):
+        return None
+    if not os.path.exists(path):
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)) as db:
+            return db.execute("SELECT 1 FROM experiments WHERE name = ?", (name,)).fetchone() is not None
+    except sqlite3.Error:
+        return None

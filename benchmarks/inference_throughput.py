@@ -16,6 +16,7 @@ Wall seconds and CPU seconds (this process and its workers) are both reported: o
 machine the wall clock says how busy the others are as much as what the step costs.
 
     .venv/bin/python benchmarks/inference_throughput.py            # --repeats N --batch-size N
+    .venv/bin/python benchmarks/inference_throughput.py --model model.estimator.n_estimators=600
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ ROWS = 20_000
 CHANGED = ROWS // 100
 
 
-def prepare(folder: Path) -> str:
-    """A store with the default model trained on the sample and promoted to prod."""
+def prepare(folder: Path, overrides: list[str]) -> str:
+    """A store with the default model (with `overrides`) trained on the sample and promoted to prod."""
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     steps = "main.steps='download,basic_cleaning,data_check,data_split,train,promote'"
+    run_dir = f"hydra.run.dir={folder}/outputs"
     done = subprocess.run(
-        [sys.executable, "main.py", steps, "main.executor=inprocess", f"hydra.run.dir={folder}/outputs"],
+        [sys.executable, "main.py", steps, "main.executor=inprocess", run_dir, *overrides],
         cwd=ROOT,
         env=project_env(MLFLOW_TRACKING_URI=uri),
         capture_output=True,
@@ -58,9 +60,12 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=None, help="default: config.yaml's")
+    parser.add_argument(
+        "--model", nargs="*", default=[], help="Hydra overrides of the model trained in the set-up"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-inference-"))
-    uri = prepare(folder)
+    uri = prepare(folder, args.model)
     os.environ.update(project_env(MLFLOW_TRACKING_URI=uri))
     os.environ["MLPIPE_PROJECT_ROOT"] = str(ROOT)
     sys.path.insert(0, str(ROOT / "src"))

@@ -88,7 +88,7 @@ def test_eight_parallel_experiment_creations_lose_nothing(
 
 @pytest.fixture(scope="module")
 def pipeline(tracking_server: server.Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The whole pipeline, every step a nested `mlflow run` process of its own, against the
+    """The whole pipeline, every step a process of its own (the default executor), against the
     server; return step name -> run id."""
     done = run_main(FAST_MODEL, tracking_server.tracking_uri, tmp_path_factory.mktemp("pipeline"))
     assert done.returncode == 0, done.stderr[-3000:]

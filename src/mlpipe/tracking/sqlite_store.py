@@ -57,11 +57,17 @@ def damaged_store(store_uri: str, error: sqlite3.DatabaseError) -> DamagedStore:
     )
 
 
+def database_file(store_uri: str) -> str | None:
+    """The file of a SQLite store URI; None for an in-memory database or another kind of store."""
+    database = store_uri.removeprefix(SQLITE).split("?", 1)[0] if store_uri.startswith(SQLITE) else ""
+    return None if database in ("", ":memory:") else database
+
+
 def lock_path(store_uri: str) -> str | None:
     """The lock file of a SQLite database (None for an in-memory one): in the temporary folder,
     named by the database's absolute path, so that every spelling of the URI shares it."""
-    database = store_uri.removeprefix(SQLITE).split("?", 1)[0] if store_uri.startswith(SQLITE) else ""
-    if database in ("", ":memory:"):
+    database = database_file(store_uri)
+    if database is None:
         return None
     digest = hashlib.sha256(os.path.realpath(database).encode()).hexdigest()[:24]
     return os.path.join(tempfile.gettempdir(), f"mlpipe-sqlite-{digest}.lock")
@@ -111,8 +117,8 @@ def has_experiment(store_uri: str, name: str) -> bool | None:
     file does not exist; None when that cannot be told without MLflow (not a SQLite file, no tables
     yet, another schema). A read-only query of a few milliseconds, where importing MLflow and
     opening the store takes a second or more."""
-    path = store_uri.removeprefix(SQLITE).split("?", 1)[0] if store_uri.startswith(SQLITE) else ""
-    if path in ("", ":memory:"):
+    path = database_file(store_uri)
+    if path is None:
         return None
     if not os.path.exists(path):
         return False

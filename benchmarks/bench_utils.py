@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -44,3 +45,42 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[object]], title: 
         print(f"\n{title}")
     for row in cells:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def run_sampled(command: Sequence[str], env: dict[str, str], every: float = 0.2) -> tuple[float, str, float]:
+    """Wall seconds, output (stdout and stderr) and peak memory in MB of one command: the largest
+    sum, over the samples, of the proportional set size (PSS: a page shared by n processes counts
+    1/n to each) of the command's whole process tree, forked workers included."""
+    import threading
+
+    import psutil
+
+    peak = 0.0
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        list(command), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    root = psutil.Process(process.pid)
+
+    def sample() -> None:
+        nonlocal peak
+        while process.poll() is None:
+            total = 0
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            for member in tree:
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                    total += member.memory_full_info().pss
+            peak = max(peak, total / 1e6)
+            time.sleep(every)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = process.communicate()
+    elapsed = time.perf_counter() - started
+    sampler.join()
+    if process.returncode != 0:
+        sys.exit(f"benchmark command failed: {' '.join(command)}\n{output[-3000:]}")
+    return elapsed, output, peak

@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from mlpipe.data.kinds.images import files as images
+from mlpipe.digests import digest_path
 from mlpipe.errors import StepError
-from mlpipe.tracking.artifacts import ArtifactStore, digest_path
+from mlpipe.tracking.artifacts import ArtifactStore
 from tests.conftest import DATASETS, run_component
 
 DIGITS = str(DATASETS / "digits.yaml")
@@ -101,7 +102,7 @@ def test_duplicates_are_dropped(tmp_path: Path) -> None:
 
 def test_split_is_stratified_by_class(tmp_path: Path) -> None:
     found = images.read_image_folder(make_folder(tmp_path / "f", {"a": 10, "b": 20}), WHERE)
-    trainval, test = images.split_images(found, 0.2, 0, True, WHERE)
+    trainval, test = (found.take(rows) for rows in images.split_image_rows(found, 0.2, 0, True, WHERE))
     assert test.class_counts() == {"a": 2, "b": 4} and trainval.class_counts() == {"a": 8, "b": 16}
     assert not set(test.names) & set(trainval.names)
 
@@ -133,7 +134,7 @@ def test_mixed_channel_counts(tmp_path: Path) -> None:
 def test_class_with_too_few_images_for_the_split(tmp_path: Path) -> None:
     found = images.read_image_folder(make_folder(tmp_path / "f", {"a": 5, "rare": 1}), WHERE)
     with pytest.raises(StepError, match=r"class 'rare' \(folder 'rare/'\) has 1 image\(s\)"):
-        images.split_images(found, 0.2, 0, True, "data_split: clean_data:v0 (images.npz)")
+        images.split_image_rows(found, 0.2, 0, True, "data_split: clean_data:v0 (images.npz)")
 
 
 def test_empty_class_folder_and_unknown_sources(tmp_path: Path) -> None:

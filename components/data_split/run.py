@@ -27,25 +27,27 @@ def run(params: Params) -> None:
         spec = step.spec
         version, data = step.read_data(params.input_artifact)
         where = step.context(f"{version.ref} ({version.file})")
-        trainval, test = spec.kind.split(
+        trainval, test = spec.kind.split_rows(
             data, params.test_size, params.random_seed, params.stratify_by, where
         )
-        size = spec.kind.size
         step.log.info(
             "%s: %d rows -> trainval %d, test %d%s",
             version.ref,
-            size(data),
-            size(trainval),
-            size(test),
+            spec.kind.size(data),
+            len(trainval),
+            len(test),
             f" (stratified by {params.stratify_by})" if params.stratify_by else "",
         )
-        step.log_metrics({"rows_trainval": size(trainval), "rows_test": size(test)})
+        step.log_metrics({"rows_trainval": len(trainval), "rows_test": len(test)})
         meta = {"input": version.ref, "test_size": params.test_size, "stratify_by": params.stratify_by}
-        for part, name, kind, what in (
+        for rows, name, kind, what in (
             (trainval, params.trainval_artifact, "trainval_data", "Training and validation rows"),
             (test, params.test_artifact, "test_data", "Held-out test rows"),
         ):
+            # One part at a time: at most the table and one copy of its rows in memory.
+            part = spec.kind.take(data, rows)
             step.log_data(part, name, type=kind, description=f"{what} of {version.ref}", metadata=meta)
+            del part
 
 
 if __name__ == "__main__":

@@ -54,11 +54,19 @@ def data(request: pytest.FixtureRequest, spec: DatasetSpec) -> Any:
     return _read(spec, request.config.getoption("--data"), "")
 
 
+def _same_file(request: pytest.FixtureRequest) -> bool:
+    """The reference is the checked data itself (an unchanged rerun): read it once, not twice."""
+    data, ref = request.config.getoption("--data"), request.config.getoption("--ref")
+    return Path(data).resolve() == Path(ref).resolve()
+
+
 @pytest.fixture(scope="session")
 def ref_data(request: pytest.FixtureRequest, spec: DatasetSpec) -> Any:
     path = request.config.getoption("--ref")
     if path is None:
         pytest.skip("no reference data yet: this data becomes the reference")
+    if _same_file(request):
+        return request.getfixturevalue("data")
     return _read(spec, path, "reference ")
 
 
@@ -68,7 +76,9 @@ def summary(data: Any, spec: DatasetSpec) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def ref_summary(ref_data: Any, spec: DatasetSpec) -> pd.DataFrame:
+def ref_summary(request: pytest.FixtureRequest, ref_data: Any, spec: DatasetSpec) -> pd.DataFrame:
+    if _same_file(request):
+        return request.getfixturevalue("summary")
     return spec.kind.summary(ref_data, spec)
 
 

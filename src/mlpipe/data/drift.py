@@ -35,12 +35,19 @@ def kl_divergence(reference: pd.Series, current: pd.Series, smoothing: float = 0
     """
     from scipy import stats
 
-    ref_counts = reference.astype(str).value_counts()
-    cur_counts = current.astype(str).value_counts()
+    ref_counts, cur_counts = category_counts(reference), category_counts(current)
     categories = ref_counts.index.union(cur_counts.index)
     p = cur_counts.reindex(categories, fill_value=0).to_numpy(dtype=float) + smoothing
     q = ref_counts.reindex(categories, fill_value=0).to_numpy(dtype=float) + smoothing
     return float(stats.entropy(p / p.sum(), q / q.sum()))
+
+
+def category_counts(values: pd.Series) -> pd.Series:
+    """How often each value occurs, by its text (missing counts as "nan"): counted before the
+    values become text, so a million numbers are not each turned into a string."""
+    counts = values.value_counts(dropna=False)
+    counts.index = counts.index.astype(str)
+    return counts.groupby(level=0).sum()
 
 
 def ks_pvalue(reference: pd.Series, current: pd.Series) -> float:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib.resources
-import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from mlpipe.digests import copy_hashed
 from mlpipe.errors import StepError
 from mlpipe.project import resolve_path
 
@@ -16,16 +16,16 @@ EXPECTED = "expected a path, a file:// or http(s):// URL, or pkg://<package>/<fi
 
 
 def fetch(source: str, dest_dir: Path, where: str, timeout: float = 60.0) -> Path:
-    """Copy the source into `dest_dir` and return the local file; relative paths are taken
-    from the project root."""
+    """Copy the source into `dest_dir` (hashing it on the way) and return the local file;
+    relative paths are taken from the project root."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     parsed = urllib.parse.urlparse(source)
     if parsed.scheme in ("http", "https"):
         name = Path(parsed.path).name or "download"
         target = dest_dir / name
         try:
-            with urllib.request.urlopen(source, timeout=timeout) as response, target.open("wb") as f:
-                shutil.copyfileobj(response, f)
+            with urllib.request.urlopen(source, timeout=timeout) as response:
+                copy_hashed(response, target)
         except urllib.error.HTTPError as e:
             raise StepError(f"{where}: could not fetch {source}: HTTP {e.code} {e.reason}") from e
         except (urllib.error.URLError, TimeoutError, OSError) as e:
@@ -40,7 +40,8 @@ def fetch(source: str, dest_dir: Path, where: str, timeout: float = 60.0) -> Pat
         if not located.is_file():
             raise StepError(f"{where}: source {source}: package '{parsed.netloc}' has no such file")
         target = dest_dir / Path(parsed.path).name
-        target.write_bytes(located.read_bytes())
+        with located.open("rb") as f:
+            copy_hashed(f, target)
         return target
     if parsed.scheme == "file":
         path = Path(urllib.request.url2pathname(parsed.path))
@@ -53,5 +54,5 @@ def fetch(source: str, dest_dir: Path, where: str, timeout: float = 60.0) -> Pat
     if path.is_dir():
         raise StepError(f"{where}: source '{source}' is a folder; expected a CSV or Parquet file")
     target = dest_dir / path.name
-    shutil.copyfile(path, target)
+    copy_hashed(path, target)  # a copy, not a link: the user's file may change after this run
     return target

@@ -22,7 +22,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from mlpipe import project
-from mlpipe.tracking.artifacts import digest_path
+from mlpipe.digests import digest_path
 
 TAG_KEY = "mlpipe.cache_key"
 TAG_REUSED = "mlpipe.reused_run_id"

@@ -184,7 +184,10 @@ class Step:
     ) -> Logged:
         description = scrub(description)
         logged = self.store.log(self.run_id, name, path, type, description, metadata)
-        self.wandb.log_artifact(name, path, type, description, metadata)
+        # W&B reads the store's own copy where the store is on this disk: no staging copy.
+        self.wandb.log_artifact(
+            name, logged.stored or path, type, description, metadata, stored=bool(logged.stored)
+        )
         existing = logged.existing
         if existing is not None and logged.restored:
             self.log.info("%s: same content as %s, whose files were gone: uploaded again", name, existing.ref)
@@ -235,7 +238,8 @@ class Step:
     def set_alias(self, version: ArtifactVersion, path: Path, alias: str) -> None:
         """Point `alias` at `version` in MLflow and W&B (`path` holds the version's files)."""
         self.store.set_alias(version, alias)
-        self.wandb.set_alias(version, path, alias)
+        stored = path == self.store.local_files(version.run_id, version.name, version.file)
+        self.wandb.set_alias(version, path, alias, stored)
 
     def log_json(self, data: Any, filename: str) -> None:
         mlflow.log_text(json.dumps(data, indent=2, default=str), filename)

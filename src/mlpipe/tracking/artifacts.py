@@ -13,7 +13,6 @@ this module: everything else asks the store.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -23,7 +22,9 @@ from typing import Any
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from mlpipe.digests import digest_path
 from mlpipe.errors import StepError
+from mlpipe.tracking import local_files
 from mlpipe.tracking.runs import TAG_STEP
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -68,6 +69,7 @@ class Logged:
     digest: str
     existing: ArtifactVersion | None  # the version that already held this content, if any
     restored: bool = False  # its files were gone: this run uploaded them again
+    stored: Path | None = None  # where a local store keeps the files (None for a remote store)
 
 
 def parse_reference(reference: str) -> tuple[str, str]:
@@ -78,25 +80,26 @@ def parse_reference(reference: str) -> tuple[str, str]:
     return name, selector or "latest"
 
 
-def digest_path(path: Path) -> str:
-    """sha256 of a file, or of a folder's relative paths and file contents."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            h.update(file.relative_to(path).as_posix().encode() + b"\0")
-        with file.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
 class ArtifactStore:
     """The artifacts of one MLflow experiment (the project's namespace, like a W&B project)."""
 
     def __init__(self, experiment_id: str, client: MlflowClient | None = None) -> None:
         self.experiment_id = experiment_id
         self.client = client or MlflowClient()
+        self._artifact_uris: dict[str, str] = {}  # run id -> its artifact URI (fixed for a run)
+
+    def artifact_uri(self, run_id: str) -> str:
+        if run_id not in self._artifact_uris:
+            self._artifact_uris[run_id] = self.client.get_run(run_id).info.artifact_uri
+        return self._artifact_uris[run_id]
+
+    def local_files(self, run_id: str, name: str, file: str = "") -> Path | None:
+        """Where the files of artifact `name` logged by `run_id` lie on this machine's disk, when
+        the artifact store is a local folder (None for a remote store)."""
+        folder = local_files.local_dir(self.artifact_uri(run_id))
+        if folder is None:
+            return None
+        return folder / name / file if file else folder / name
 
     # -- reading -----------------------------------------------------------------------------
     def search(self, filter_string: str, order_by: list[str] | None = None) -> list[Run]:
@@ -219,20 +222,14 @@ class ArtifactStore:
         """Where the files of artifact `name` logged by `run_id` are stored (the URI of the
         store's artifact repository: `file://...` for a local store)."""
         suffix = f"/{file}" if file else ""
-        return f"{self.client.get_run(run_id).info.artifact_uri}/{name}{suffix}"
+        return f"{self.artifact_uri(run_id)}/{name}{suffix}"
 
     def download(self, version: ArtifactVersion, dest: Path) -> Path:
-        """Fetch the files of a version into `dest`; return the local file (or folder)."""
-        try:
-            local = Path(self.client.download_artifacts(version.run_id, version.name, str(dest)))
-        except Exception:
-            if self.files_exist(version):
-                raise  # not a loss: keep MLflow's reason
-        else:
-            found = local / version.file if version.file else local
-            present = found.is_file() if version.file else found.is_dir() and any(found.iterdir())
-            if present:
-                return found
+        """The local file (or folder) of a version: where a local store keeps it (to be read,
+        never written), else fetched into `dest`."""
+        found = self._local_copy(version, dest)
+        if found is not None:
+            return found
         step = self.client.get_run(version.run_id).data.tags.get(TAG_STEP)
         again = (
             f"run {step} again to write them (main.force_steps=[{step}])"
@@ -242,6 +239,22 @@ class ArtifactStore:
         raise StepError(
             f"the files of artifact {version.ref} are gone from the artifact store ({version.uri}); {again}"
         )
+
+    def _local_copy(self, version: ArtifactVersion, dest: Path) -> Path | None:
+        """The version's files on this machine, or None where they are gone."""
+        try:
+            stored = self.local_files(version.run_id, version.name, version.file)
+        except Exception:  # the run that held them is gone
+            return None
+        if stored is None:  # a remote store: download
+            try:
+                stored = Path(self.client.download_artifacts(version.run_id, version.name, str(dest)))
+            except Exception:
+                if self.files_exist(version):
+                    raise  # not a loss: keep MLflow's reason
+                return None
+            stored = stored / version.file if version.file else stored
+        return stored if local_files.present(stored, bool(version.file)) else None
 
     # -- writing -----------------------------------------------------------------------------
     def log(
@@ -268,10 +281,7 @@ class ArtifactStore:
             source = existing.run_id
         else:
             source = run_id
-            if path.is_dir():
-                self.client.log_artifacts(run_id, str(path), name)
-            else:
-                self.client.log_artifact(run_id, str(path), name)
+            self._upload(run_id, name, path)
         meta = {
             "type": type,
             "description": description,
@@ -284,7 +294,19 @@ class ArtifactStore:
             (f"{OUT}{name}", digest),
         ):  # OUT last: it is what makes a version
             self.client.set_tag(run_id, key, value)
-        return Logged(digest, existing, restored)
+        stored = self.local_files(source, name, meta["file"])
+        return Logged(digest, existing, restored, stored)
+
+    def _upload(self, run_id: str, name: str, path: Path) -> None:
+        """Store the files of `path` as the run's artifact `name`: linked into a local store
+        (no second copy of the bytes), copied where it must."""
+        stored = self.local_files(run_id, name, "" if path.is_dir() else path.name)
+        if stored is not None and local_files.link(path, stored):
+            return
+        if path.is_dir():
+            self.client.log_artifacts(run_id, str(path), name)
+        else:
+            self.client.log_artifact(run_id, str(path), name)
 
     def record_use(self, run_id: str, version: ArtifactVersion) -> None:
         self.client.set_tag(run_id, f"{IN}{version.name}", version.digest)

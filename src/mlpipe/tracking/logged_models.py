@@ -17,6 +17,8 @@ from mlflow.entities import LoggedModel, LoggedModelInput, LoggedModelOutput, Lo
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
+from mlpipe.tracking import local_files
+
 TAG_DIGEST = "mlpipe.digest"  # the content digest of the export (as the artifact store has it)
 TAG_ARTIFACT = "mlpipe.artifact"  # the artifact name it was logged under
 TAG_DESCRIPTION = "mlflow.note.content"  # the description MLflow's pages show
@@ -51,7 +53,9 @@ def log(
             params=dict(params),
         )
         try:
-            client.log_model_artifacts(model.model_id, str(path))
+            stored = local_files.local_dir(model.artifact_location)
+            if stored is None or not local_files.link(path, stored):  # linked: the bytes stored once
+                client.log_model_artifacts(model.model_id, str(path))
         except Exception:
             client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
             raise

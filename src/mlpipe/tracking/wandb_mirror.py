@@ -283,17 +283,26 @@ class Mirror:
             self.run.name = name
 
     def _artifact(
-        self, name: str, path: Path, type: str, description: str, metadata: Mapping[str, Any]
+        self,
+        name: str,
+        path: Path,
+        type: str,
+        description: str,
+        metadata: Mapping[str, Any],
+        stored: bool = False,
     ) -> Any:
+        """`stored`: the files are the artifact store's own, never changed: W&B reads them where
+        they are (no staging copy), and none goes to W&B's cache either way."""
         import wandb
 
         artifact = wandb.Artifact(
             name, type=type or name, description=description or None, metadata=dict(metadata)
         )
+        policy = "immutable" if stored else "mutable"
         if path.is_dir():
-            artifact.add_dir(str(path))
+            artifact.add_dir(str(path), skip_cache=True, policy=policy)
         else:
-            artifact.add_file(str(path))
+            artifact.add_file(str(path), skip_cache=True, policy=policy)
         return artifact
 
     def log_artifact(
@@ -304,11 +313,12 @@ class Mirror:
         description: str,
         metadata: Mapping[str, Any],
         aliases: Sequence[str] = (),
+        stored: bool = False,
     ) -> None:
         """Log the files under the same name, type, description and metadata; `latest` is added.
         The files are read now, the version is logged when the step has succeeded."""
         if self.enabled:
-            artifact = self._artifact(name, path, type, description, metadata)
+            artifact = self._artifact(name, path, type, description, metadata, stored)
             self._pending.append(lambda: self.run.log_artifact(artifact, aliases=["latest", *aliases]))
 
     def _path(self, name: str, selector: str | None = None) -> str:
@@ -341,8 +351,9 @@ class Mirror:
         self.run.use_artifact(f"{version.name}:{reference}")
         log.info("W&B lineage: %s read as %s:%s", version.ref, version.name, reference)
 
-    def set_alias(self, version: ArtifactVersion, path: Path, alias: str) -> str | None:
-        """Put `alias` on the W&B version of `version`'s content; return the W&B version when known."""
+    def set_alias(self, version: ArtifactVersion, path: Path, alias: str, stored: bool = False) -> str | None:
+        """Put `alias` on the W&B version of `version`'s content (`stored`: `path` is the artifact
+        store's own copy); return the W&B version when known."""
         if not self.enabled:
             return None
         existing = self._remote_version(version, path) if self.mode == "online" else None
@@ -356,7 +367,7 @@ class Mirror:
                 self._pending.append(remote.save)
         elif plan.action == "log_with_alias":
             v = version
-            self.log_artifact(v.name, path, v.type, v.description, v.metadata, [alias])
+            self.log_artifact(v.name, path, v.type, v.description, v.metadata, [alias], stored)
         log.info("W&B: %s is now '%s'%s", version.ref, alias, "" if self.mode == "online" else " (on sync)")
         return plan.version
 

@@ -104,10 +104,18 @@ class DataKind(ABC):
         """Rows (or images)."""
 
     @abstractmethod
+    def split_rows(
+        self, data: Any, test_size: float, seed: int, stratify_by: str | None, where: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The positions of the rows (or images) of two parts, the second holding `test_size` of
+        the data, stratified when asked."""
+
     def split(
         self, data: Any, test_size: float, seed: int, stratify_by: str | None, where: str
     ) -> tuple[Any, Any]:
-        """Two parts, the second holding `test_size` of the data, stratified when asked."""
+        """The two parts of `split_rows`."""
+        first, second = self.split_rows(data, test_size, seed, stratify_by, where)
+        return self.take(data, first), self.take(data, second)
 
     @abstractmethod
     def summary(self, data: Any, spec: DatasetSpec) -> pd.DataFrame:

@@ -73,11 +73,11 @@ class ImagesKind(DataKind):
     def size(self, data: ImageSet) -> int:
         return len(data)
 
-    def split(
+    def split_rows(
         self, data: ImageSet, test_size: float, seed: int, stratify_by: str | None, where: str
-    ) -> tuple[ImageSet, ImageSet]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Stratified by class whenever a stratify column is named (the class is the label)."""
-        return files.split_images(data, test_size, seed, stratify_by is not None, where)
+        return files.split_image_rows(data, test_size, seed, stratify_by is not None, where)
 
     def summary(self, data: ImageSet, spec: DatasetSpec) -> pd.DataFrame:
         """The class of each image, and its mean pixel value (a cheap summary whose shift means

@@ -251,11 +251,12 @@ def manifest(images: ImageSet) -> pd.DataFrame:
     return pd.DataFrame({"name": images.names, "label": images.labels, "row": np.arange(len(images))})
 
 
-def split_images(
+def split_image_rows(
     images: ImageSet, test_size: float, seed: int, stratified: bool, where: str
-) -> tuple[ImageSet, ImageSet]:
-    """Stratified by class: every class needs at least two images, one on each side."""
-    from mlpipe.data.splitting import split
+) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of the images of each part; stratified by class: every class needs at
+    least two images, one on each side."""
+    from mlpipe.data.splitting import split_rows
 
     counts = images.class_counts()
     if stratified:
@@ -266,5 +267,4 @@ def split_images(
                 f"{where}: class '{label}' (folder '{label}/') has {n} image(s); a stratified split "
                 f"needs at least 2 per class ({len(small)} class(es) short: {', '.join(small)})"
             )
-    first, second = split(manifest(images), test_size, seed, "label" if stratified else None, where)
-    return images.take(first["row"].to_numpy()), images.take(second["row"].to_numpy())
+    return split_rows(manifest(images), test_size, seed, "label" if stratified else None, where)

@@ -20,14 +20,17 @@ class TableKind(DataKind):
     column_keys = ("checks.categories", "checks.ranges", "cleaning.bounds")
 
     def fetch(self, source: str, dest: Path, where: str) -> Fetched:
+        from mlpipe.data.kinds.table.scan import scan
+
         path = fetch(source, dest / "download", where)
-        df = read_table(path, where)
+        found = scan(path, where)
+        size = {"rows": found.rows, "columns": len(found.columns)}
         return Fetched(
             path,
-            f"fetched {path.name}: {len(df)} rows, {len(df.columns)} columns",
-            metrics={"rows": len(df), "columns": len(df.columns)},
-            metadata={"rows": len(df), "columns": len(df.columns)},
-            schema=self.schema(df),
+            f"fetched {path.name}: {found.rows} rows, {len(found.columns)} columns",
+            metrics=size,
+            metadata=size,
+            schema=found.schema,
         )
 
     def clean(self, raw: Path, spec: DatasetSpec, workdir: Path, where: str) -> Cleaned:
@@ -45,24 +48,19 @@ class TableKind(DataKind):
         return {"rows": len(data), "columns": len(data.columns)}
 
     def schema(self, data: pd.DataFrame) -> dict[str, Any]:
-        import warnings
+        from mlpipe.data.kinds.table.schema import mlflow_schema
 
-        from mlflow.models import infer_signature
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # its hint about integer columns is for model inputs
-            columns = infer_signature(data).inputs
-        return {"mlflow_colspec": columns.to_dict()}
+        return mlflow_schema(data)
 
     def size(self, data: pd.DataFrame) -> int:
         return len(data)
 
-    def split(
+    def split_rows(
         self, data: pd.DataFrame, test_size: float, seed: int, stratify_by: str | None, where: str
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        from mlpipe.data.splitting import split
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from mlpipe.data.splitting import split_rows
 
-        return split(data, test_size, seed, stratify_by, where)
+        return split_rows(data, test_size, seed, stratify_by, where)
 
     def summary(self, data: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
         return data
@@ -75,7 +73,9 @@ class TableKind(DataKind):
         return data[spec.target].to_numpy()
 
     def take(self, data: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
-        return data.iloc[rows]
+        from mlpipe.data.splitting import take
+
+        return take(data, rows)
 
     def read_new(
         self, source: str, dest: Path, spec: DatasetSpec, key: list[str] | None, where: str

@@ -25,7 +25,7 @@ def test_target_present(data: pd.DataFrame, spec: DatasetSpec) -> None:
 
 def test_known_categories(data: pd.DataFrame, spec: DatasetSpec) -> None:
     unknown = {
-        column: sorted(set(data[column].dropna().astype(str)) - {str(v) for v in known})
+        column: sorted(set(pd.Series(data[column].dropna().unique()).astype(str)) - {str(v) for v in known})
         for column, known in (spec.checks.get("categories") or {}).items()
     }
     unknown = {c: v for c, v in unknown.items() if v}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from mlpipe.data.kinds import Cleaned
@@ -23,11 +24,13 @@ def clean(df: pd.DataFrame, spec: DatasetSpec, where: str) -> Cleaned:
         raise StepError(f"{where}: target column '{spec.target}' is empty (all values missing)")
 
     dropped: dict[str, int] = {}
+    kept = np.ones(len(df), dtype=bool)  # the rows no rule has dropped yet: filtered once, at the end
 
     def keep(mask: pd.Series, rule: str) -> None:
-        nonlocal df
-        dropped[rule] = int((~mask).sum())
-        df = df[mask]
+        nonlocal kept
+        passing = mask.to_numpy(dtype=bool)
+        dropped[rule] = int((kept & ~passing).sum())
+        kept &= passing
 
     keep(df[spec.target].notna(), f"{spec.target} missing")
     for column, bounds in (spec.cleaning.get("bounds") or {}).items():
@@ -35,10 +38,16 @@ def clean(df: pd.DataFrame, spec: DatasetSpec, where: str) -> Cleaned:
         if not pd.api.types.is_numeric_dtype(df[column]):
             raise StepError(f"{where}: cleaning bound on column '{column}', which is not numeric")
         keep(df[column].between(low, high) | df[column].isna(), f"{column} outside [{low}, {high}]")
-    for column in spec.roles["date"]:
-        df = df.assign(**{column: pd.to_datetime(df[column], errors="coerce", format="mixed")})
+    if not kept.all():
+        df = df[kept]
+    dates = {c: pd.to_datetime(df[c], errors="coerce", format="mixed") for c in spec.roles["date"]}
+    if dates:
+        df = df.assign(**dates)
     if spec.cleaning.get("drop_duplicates", True):
-        keep(~df.duplicated(), "exact duplicate")
+        duplicate = df.duplicated().to_numpy()
+        dropped["exact duplicate"] = int(duplicate.sum())
+        if duplicate.any():
+            df = df[~duplicate]
     result = Cleaned(df.reset_index(drop=True), sum(dropped.values()) + len(df), dropped)
     if df.empty:
         raise StepError(f"{where}: every row was dropped by cleaning ({result.describe()})")

@@ -35,12 +35,14 @@ def numbers(values: pd.Series, where: str) -> pd.Series:
 
 
 def coerce_numeric(df: pd.DataFrame, spec: DatasetSpec, where: str) -> pd.DataFrame:
-    """Numeric columns as numbers; a value that is not a number is an error naming it."""
-    df = df.copy()
-    for column in spec.numeric_columns:
-        if column in df.columns:
-            df[column] = numbers(df[column], where)
-    return df
+    """Numeric columns as numbers; a value that is not a number is an error naming it. Only the
+    columns that were not numbers yet are replaced: a table that is already typed is not copied."""
+    converted = {
+        column: numbers(df[column], where)
+        for column in spec.numeric_columns
+        if column in df.columns and not pd.api.types.is_numeric_dtype(df[column])
+    }
+    return df.assign(**converted) if converted else df
 
 
 def as_strings(values: pd.Series) -> pd.Series:

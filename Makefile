@@ -56,7 +56,7 @@ contracts: install ## Regenerate each component's MLproject and the README's ste
 
 new-step: install ## Scaffold a runnable step: make new-step NAME=<name> [READS=<artifact>] [WRITES=<artifact>]
 	@test -n "$(NAME)" || { echo "usage: make new-step NAME=<name> [READS=<artifact>] [WRITES=<artifact>]"; exit 2; }
-	PYTHONPATH=src $(BIN)/python -m mlpipe.pipeline.scaffold $(NAME) --reads $(or $(READS),clean_data) $(if $(WRITES),--writes $(WRITES))
+	@PYTHONPATH=src $(BIN)/python -m mlpipe.pipeline.scaffold --reads "$(or $(READS),clean_data)" $(if $(WRITES),--writes "$(WRITES)") -- "$(NAME)"
 
 bench: install ## Measure the pipeline against a plain script, and W&B's cost (benchmarks/)
 	$(BIN)/python benchmarks/pipeline_vs_script.py

@@ -27,6 +27,9 @@ from mlpipe.tracking import store, wandb_mirror
 from mlpipe.tracking.secrets import scrub_logs
 
 LAUNCHER_VAR = "MLPIPE_LAUNCHER_RUN_ID"  # the `mlflow run` launcher run, kept for every sweep job
+# Interrupted, main.py stops its steps (SIGKILL after workers.STOP_GRACE_S) and ends its runs
+# KILLED; past this it exits without finishing the books (a store that stopped answering).
+MAIN_CLEANUP_S = 30.0
 
 
 def prepare_process(root: Path, argv: list[str]) -> None:
@@ -121,7 +124,7 @@ def run_job(cfg: DictConfig) -> float | None:
 def run_interruptible(main: Callable[[], Any]) -> None:
     """main.py's whole work; stopped by Ctrl-C or SIGTERM (the pipeline has ended its runs KILLED),
     say so and exit 130 or 143 at once, without waiting for threads or exit handlers."""
-    interrupts.raise_on_signals()
+    interrupts.raise_on_signals(cleanup_s=MAIN_CLEANUP_S)
     try:
         main()
     except interrupts.Interrupted as e:

@@ -8,6 +8,7 @@ export PATH := $(BIN):$(PATH)
 STEPS ?= all
 HYDRA_OPTIONS ?=
 SERVER_PORT ?= 5000
+AUTH ?=
 
 .PHONY: help install browser run test test-fast lint format contracts new-step bench ui server server-stop clean
 
@@ -66,8 +67,8 @@ bench: install ## Measure the pipeline against a plain script, and W&B's cost (b
 ui: install ## The MLflow UI on the project's experiment, training view (HYDRA_OPTIONS="dataset=...")
 	PYTHONPATH=src $(BIN)/python -m mlpipe.tracking.ui $(HYDRA_OPTIONS)
 
-server: install ## PostgreSQL under .server/ + `mlflow server` on 127.0.0.1 (SERVER_PORT=5000), artifacts proxied
-	$(BIN)/python -m mlpipe.tracking.server start --folder $(CURDIR)/.server --port $(SERVER_PORT)
+server: install ## PostgreSQL under .server/ + `mlflow server` on 127.0.0.1 (SERVER_PORT=5000, AUTH=1: basic auth), artifacts proxied
+	@$(BIN)/python -m mlpipe.tracking.server start --folder $(CURDIR)/.server --port $(SERVER_PORT) $(if $(filter 1 yes true,$(AUTH)),--auth)
 
 server-stop: ## Stop what `make server` started, by its pids (the data stays in .server/)
 	$(BIN)/python -m mlpipe.tracking.server stop --folder $(CURDIR)/.server

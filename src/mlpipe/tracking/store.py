@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 import urllib.error
@@ -17,6 +18,7 @@ if TYPE_CHECKING:  # MLflow itself loads once the config is composed (see entry.
     from mlflow.tracking import MlflowClient
 
 ENV_URI = "MLFLOW_TRACKING_URI"
+ENV_USERNAME, ENV_PASSWORD = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"  # basic auth
 SQLITE = "sqlite:///"
 # MLflow's UI opens an experiment of this kind on its model-training pages (Runs, Models), not
 # on the GenAI ones (Traces) it starts on otherwise.
@@ -79,11 +81,39 @@ def unreachable(uri: str, timeout_s: float = 5.0) -> str | None:
     return None
 
 
+def refused(uri: str, timeout_s: float = 5.0) -> int | None:
+    """The HTTP status (401, 403) with which a tracking server behind authentication refuses
+    this client's credentials (MLFLOW_TRACKING_USERNAME and _PASSWORD, when set); None when it
+    lets it in."""
+    request = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1")
+    user, password = os.environ.get(ENV_USERNAME), os.environ.get(ENV_PASSWORD)
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s):
+            return None
+    except urllib.error.HTTPError as e:
+        return e.code if e.code in (401, 403) else None
+    except (OSError, ValueError):
+        return None  # said by `unreachable`, or by MLflow's own error further on
+
+
 def check_answers(what: str = "main") -> None:
     """Stop with one line, before anything starts, when the tracking store does not answer
-    (MLflow's client would retry for minutes)."""
+    (MLflow's client would retry for minutes) or a server refuses this client's credentials."""
     uri = tracking_uri()
     why = unreachable(uri)
+    if why is None and uri.startswith(("http://", "https://")):
+        code = refused(uri)
+        if code is not None:
+            given = os.environ.get(ENV_USERNAME)
+            whose = f"the credentials of user '{given}'" if given else "a request without credentials"
+            raise StepError(
+                f"{what}: the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) refused {whose} "
+                f"(HTTP {code}); set {ENV_USERNAME} and {ENV_PASSWORD} (`make server AUTH=1` "
+                "prints them)"
+            )
     if why is None:
         return
     if uri.startswith("postgresql"):

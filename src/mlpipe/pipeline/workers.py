@@ -37,7 +37,7 @@ from mlpipe.errors import StepError
 from mlpipe.pipeline import interrupts, process_exit
 from mlpipe.pipeline.fast_exit import exit_after
 from mlpipe.processes import alive
-from mlpipe.tracking import wandb_mirror
+from mlpipe.tracking import store, wandb_mirror
 
 # What the steps of this project import, loaded once by the warm parent ("__main__": main.py,
 # which a worker would otherwise run again). A module that fails to import is skipped there and
@@ -62,6 +62,7 @@ BASE_PRELOAD = (
 # W&B, with the module its `init` imports every time (about 0.4 s of CPU a step otherwise).
 WANDB_PRELOAD = ("wandb", "wandb.sdk.launch.inputs.internal")
 STOP_GRACE_S = 5.0  # a stopped step's time to end its runs before it is killed
+STORE_GONE_EXIT = 75  # EX_TEMPFAIL: the step gave up on a tracking store that stopped answering
 WORKER_CLEANUP_S = 2 * STOP_GRACE_S  # a stopped step that nobody killed then ends itself
 WARM_PARENT = "mlpipe.pipeline.warm_parent"  # imported last there: the threads it runs
 
@@ -267,10 +268,16 @@ def _run_component(folder: Path, parameters: dict[str, Any], run_id: str) -> Non
             component.module.run(params)
     except interrupts.Interrupted as e:
         sys.exit(e.exit_code)
+    except store.StoreUnavailable as e:  # its run could not be told: the exit status tells main.py
+        logging.getLogger(step).error("%s", e)
+        sys.exit(STORE_GONE_EXIT)
     except StepError as e:
         record_error(run_id, str(e))
         sys.exit(1)
     except Exception as e:  # a bug in the step: keep its traceback on stderr
+        if store.lost_store(e):
+            logging.getLogger(step).error("%s", store.unavailable(step, e))
+            sys.exit(STORE_GONE_EXIT)
         logging.getLogger(step).exception("unexpected error")
         record_error(run_id, f"{type(e).__name__}: {e}")
         sys.exit(1)

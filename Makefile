@@ -8,6 +8,7 @@ export PATH := $(BIN):$(PATH)
 STEPS ?= all
 HYDRA_OPTIONS ?=
 SERVER_PORT ?= 5000
+AUTH ?=
 
 .PHONY: help install browser run test test-fast lint format contracts new-step bench ui server server-stop clean
 
@@ -56,7 +57,7 @@ contracts: install ## Regenerate each component's MLproject and the README's ste
 
 new-step: install ## Scaffold a runnable step: make new-step NAME=<name> [READS=<artifact>] [WRITES=<artifact>]
 	@test -n "$(NAME)" || { echo "usage: make new-step NAME=<name> [READS=<artifact>] [WRITES=<artifact>]"; exit 2; }
-	PYTHONPATH=src $(BIN)/python -m mlpipe.pipeline.scaffold $(NAME) --reads $(or $(READS),clean_data) $(if $(WRITES),--writes $(WRITES))
+	@PYTHONPATH=src $(BIN)/python -m mlpipe.pipeline.scaffold --reads "$(or $(READS),clean_data)" $(if $(WRITES),--writes "$(WRITES)") -- "$(NAME)"
 
 bench: install ## Measure the pipeline against a plain script, and W&B's cost (benchmarks/)
 	$(BIN)/python benchmarks/pipeline_vs_script.py
@@ -66,8 +67,8 @@ bench: install ## Measure the pipeline against a plain script, and W&B's cost (b
 ui: install ## The MLflow UI on the project's experiment, training view (HYDRA_OPTIONS="dataset=...")
 	PYTHONPATH=src $(BIN)/python -m mlpipe.tracking.ui $(HYDRA_OPTIONS)
 
-server: install ## PostgreSQL under .server/ + `mlflow server` on 127.0.0.1 (SERVER_PORT=5000), artifacts proxied
-	$(BIN)/python -m mlpipe.tracking.server start --folder $(CURDIR)/.server --port $(SERVER_PORT)
+server: install ## PostgreSQL under .server/ + `mlflow server` on 127.0.0.1 (SERVER_PORT=5000, AUTH=1: basic auth), artifacts proxied
+	@$(BIN)/python -m mlpipe.tracking.server start --folder $(CURDIR)/.server --port $(SERVER_PORT) $(if $(filter 1 yes true,$(AUTH)),--auth)
 
 server-stop: ## Stop what `make server` started, by its pids (the data stays in .server/)
 	$(BIN)/python -m mlpipe.tracking.server stop --folder $(CURDIR)/.server

@@ -8,11 +8,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # this project's code, whatever copy is installed elsewhere
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+try:
+    import hydra
+    from omegaconf import DictConfig
 
-from mlpipe.pipeline import entry  # noqa: E402
-from mlpipe.pipeline.fast_exit import exit_after  # noqa: E402
+    from mlpipe.pipeline import entry
+    from mlpipe.pipeline.fast_exit import exit_after
+except ModuleNotFoundError as missing:  # `mlflow run` starts us with the `python` on PATH
+    print(
+        f"error: main: {sys.executable} cannot import {missing.name}: it is not this project's "
+        "environment (`mlflow run` runs main.py with the `python` on PATH); run `source "
+        ".venv/bin/activate` first, or `make run`",
+        file=sys.stderr,
+    )
+    sys.exit(1)
 
 
 @hydra.main(version_base="1.3", config_path=".", config_name="config")

@@ -359,9 +359,10 @@ def postgres_uri() -> Iterator[str]:
     folder = Path(tempfile.mkdtemp(prefix="mlpipe-pg-"))
     folder.chmod(0o755)
     port = free_port()
-    pid = postgres.Cluster(folder / "postgres").start(port)
+    cluster = postgres.Cluster(folder / "postgres")
+    pid = cluster.start(port)
     try:
-        yield postgres.url(port, "mlpipe")
+        yield cluster.url(port, "mlpipe")  # names the pgpass file holding the password
     finally:
         stop_pid(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
         shutil.rmtree(folder, ignore_errors=True)

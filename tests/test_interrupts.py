@@ -23,7 +23,7 @@ from tests.conftest import subprocess_env
 from tests.fault_project import fault_project, session_processes
 
 pytestmark = pytest.mark.slow
-OPTIONS = "dataset=penguins +fault.how=hang"  # the step logs "hanging", then publishes a minute later
+OPTIONS = "dataset=penguins +fault.how={how}"  # the step logs "hanging", then publishes a minute later
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Case:
     command: str  # "mlflow run" or "python main.py"
     signum: int
     whole_group: bool  # False: to the top process alone
+    how: str = "hang"  # deaf: the step ignores SIGINT and SIGTERM, so only SIGKILL stops it
 
 
 CASES = [
@@ -40,6 +41,10 @@ CASES = [
     Case("mlflow run", signal.SIGTERM, whole_group=True),
     Case("python main.py", signal.SIGINT, whole_group=True),
     Case("python main.py", signal.SIGTERM, whole_group=False),
+    # The warm parent dies of the group's SIGTERM before its worker: the pipeline must still
+    # kill the worker it can no longer hear about (it was left running with parent 1).
+    Case("mlflow run", signal.SIGTERM, whole_group=True, how="deaf"),
+    Case("python main.py", signal.SIGINT, whole_group=True, how="deaf"),
 ]
 
 
@@ -57,9 +62,9 @@ def interrupt(case: Case, root: Path, scratch: Path) -> Outcome:
     uri = f"sqlite:///{scratch / 'mlflow.db'}"
     if case.command == "mlflow run":
         command = [str(Path(sys.executable).parent / "mlflow"), "run", ".", "--env-manager", "local"]
-        command += ["-P", "steps=fault", "-P", f"hydra_options={OPTIONS}"]
+        command += ["-P", "steps=fault", "-P", f"hydra_options={OPTIONS.format(how=case.how)}"]
     else:
-        command = [sys.executable, "main.py", "main.steps=fault", *OPTIONS.split()]
+        command = [sys.executable, "main.py", "main.steps=fault", *OPTIONS.format(how=case.how).split()]
     log = scratch / "log.txt"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -107,7 +112,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> list[Outcome]:
 @pytest.mark.parametrize(
     "index",
     range(len(CASES)),
-    ids=[f"{c.command}-{c.signum.name}-{'group' if c.whole_group else 'top'}" for c in CASES],
+    ids=[f"{c.command}-{c.signum.name}-{'group' if c.whole_group else 'top'}-{c.how}" for c in CASES],
 )
 def test_an_interrupt_stops_every_step_and_ends_every_run_killed(outcomes: list[Outcome], index: int):
     outcome = outcomes[index]
@@ -131,3 +136,5 @@ def test_an_interrupt_stops_every_step_and_ends_every_run_killed(outcomes: list[
         # it exits (MLflow 3.17.2 compares the status text with numbers, so it always overwrites).
         assert launcher.info.status == ("FAILED" if case.signum == signal.SIGINT else "KILLED")
     assert ArtifactStore(experiment, client).find("fault_output:latest") is None  # nothing published
+    if case.how == "deaf":
+        assert "did not stop within 5 s: killed" in outcome.log, outcome.log[-3000:]

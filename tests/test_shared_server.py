@@ -1,10 +1,14 @@
 """Beyond one machine: the pipeline against `mlflow server` on PostgreSQL (artifacts proxied),
 a sweep on a Ray cluster that inherits nothing from the driver, promotion and serving from the
-server's registry, parallel pipelines and experiment creations. One server for the module."""
+server's registry, parallel pipelines and experiment creations. One server for the module, as
+`make server AUTH=1` starts it: PostgreSQL asks for its password, `mlflow server` for the basic
+auth's, so every client above authenticates to both."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -42,10 +46,15 @@ def tracking_server() -> Iterator[server.Server]:
     # Not under pytest's private tmp folder: as root, PostgreSQL runs as `postgres`, which must get in.
     folder = Path(tempfile.mkdtemp(prefix="mlpipe-server-"))
     folder.chmod(0o755)
-    started = server.start(folder, port=free_port())
+    started = server.start(folder, port=free_port(), auth=True)
+    # What `make server` prints for a shell, for this process and every one it starts.
+    client = {k: v for k, v in started.client_environment().items() if k != store.ENV_URI}
+    os.environ.update(client)
     try:
         yield started
     finally:
+        for name in client:
+            os.environ.pop(name, None)
         server.stop(folder)
         assert not group_members(started.mlflow_pid)
         assert not alive(started.postgres_pid)
@@ -292,3 +301,180 @@ def test_two_pipelines_at_once_complete_with_their_own_runs(
         children = [r for r in runs if r.data.tags.get(TAG_PARENT) == parent.info.run_id]
         assert sorted(r.data.tags[TAG_STEP] for r in children) == ["basic_cleaning", "data_split", "download"]
     assert not runs_of(uri, "Default", f"tags.`{TAG_PIPELINE}` = 'true'")
+
+
+# -- who may get in: PostgreSQL's password, MLflow's basic auth ---------------------------------
+def psql() -> str | None:
+    """The psql of the machine's PostgreSQL (next to the initdb the cluster uses)."""
+    from mlpipe.tracking import postgres
+
+    found = postgres.bin_dir() / "psql"
+    return str(found) if found.exists() else shutil.which("psql")
+
+
+def login(url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`psql <url> -c 'SELECT current_user'` as another client would run it (never prompting)."""
+    command = psql()
+    if command is None:
+        pytest.skip("no psql on this machine")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    return subprocess.run(
+        [command, "-w", "-X", "-tA", url, "-c", "SELECT current_user"],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_postgresql_refuses_a_login_without_the_password(tracking_server: server.Server) -> None:
+    bare = tracking_server.database_url.partition("?")[0]  # the URL without its pgpass file
+    refused = login(bare)
+    assert refused.returncode != 0 and "no password supplied" in refused.stderr, refused.stderr
+    wrong = login(bare, PGPASSWORD="not-the-password")
+    assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr, wrong.stderr
+    replication = login(f"{bare}?replication=database", PGPASSWORD="not-the-password")
+    assert replication.returncode != 0 and "password authentication failed" in replication.stderr
+    # With the pgpass file `make server` prints (named in the URL, or as PGPASSFILE), it works.
+    assert login(tracking_server.database_url).stdout.strip() == "mlpipe"
+    assert login(bare, PGPASSFILE=str(tracking_server.cluster.passfile)).stdout.strip() == "mlpipe"
+    hba = (Path(tracking_server.folder) / "postgres" / "data" / "pg_hba.conf").read_text()
+    rules = [line.split() for line in hba.splitlines() if line.strip() and not line.startswith("#")]
+    assert rules and {rule[-1] for rule in rules} == {"scram-sha-256"}
+    for secret in (tracking_server.cluster.passfile, tracking_server.admin_password_file):
+        assert secret.stat().st_mode & 0o077 == 0, f"{secret} is readable by others"
+
+
+def request_status(url: str, user: str | None = None, password: str | None = None) -> int:
+    import base64
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url)
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_basic_auth_refuses_a_request_without_credentials_and_lets_the_admin_in(
+    tracking_server: server.Server, tmp_path: Path
+) -> None:
+    url = f"{tracking_server.tracking_uri}/api/2.0/mlflow/experiments/search?max_results=5"
+    password = tracking_server.admin_password_file.read_text().strip()
+    assert request_status(url) == 401
+    assert request_status(url, server.ADMIN, "not-the-password") == 401
+    assert request_status(url, server.ADMIN, password) == 200
+    # main.py without them stops before anything starts, in one line.
+    done = run_main(
+        ["main.steps=download"],
+        tracking_server.tracking_uri,
+        tmp_path,
+        MLFLOW_TRACKING_USERNAME="",
+        MLFLOW_TRACKING_PASSWORD="",
+    )
+    assert done.returncode == 2
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: main: the MLflow tracking server at {tracking_server.tracking_uri} (MLFLOW_TRACKING_URI) "
+        "refused a request without credentials (HTTP 401); set MLFLOW_TRACKING_USERNAME and "
+        "MLFLOW_TRACKING_PASSWORD (`make server AUTH=1` prints them)"
+    ]
+
+
+def test_no_password_is_printed_logged_or_in_a_url(
+    tracking_server: server.Server, pipeline: dict[str, str]
+) -> None:
+    """The secrets stay in their 0600 files: not in what `make server` prints, its logs and
+    state, nor in any parameter or tag of the runs (URLs name the pgpass file, not its content)."""
+    database = tracking_server.cluster.passfile.read_text().strip().rsplit(":", 1)[1]
+    admin = tracking_server.admin_password_file.read_text().strip()
+    printed = subprocess.run(
+        [sys.executable, "-m", "mlpipe.tracking.server", "env", "--folder", tracking_server.folder],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "export PGPASSFILE=" in printed and "export MLFLOW_TRACKING_PASSWORD=" in printed
+    folder = Path(tracking_server.folder)
+    places = {"printed exports": printed, "server.json": (folder / server.STATE_FILE).read_text()}
+    places.update({p.name: p.read_text(errors="replace") for p in folder.glob("*.log")})
+    places["postgres.log"] = (folder / "postgres" / "postgres.log").read_text(errors="replace")
+    client = client_for(tracking_server.tracking_uri)
+    for run in runs_of(tracking_server.tracking_uri, EXPERIMENT):
+        places[f"run {run.info.run_id}"] = repr((run.data.params, run.data.tags))
+    for run_id in pipeline.values():
+        places[f"config of {run_id}"] = repr(client.get_run(run_id).data.params)
+    for where, text in places.items():
+        assert database not in text and admin not in text, f"a password in {where}"
+
+
+def test_a_restarted_server_keeps_its_postgres_port_and_a_second_one_is_refused() -> None:
+    """`make server-stop` then `make server`: PostgreSQL on the same port (an exported
+    MLPIPE_DATABASE_URL still works); `make server SERVER_PORT=<another>` while it runs says
+    where it runs instead of returning it silently."""
+    folder = Path(tempfile.mkdtemp(prefix="mlpipe-server-"))
+    folder.chmod(0o755)
+    port, other = free_port(), free_port()
+    try:
+        first = server.start(folder, port=port)
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "mlpipe.tracking.server", *args, "--folder", str(folder)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+
+        again = cli("start", "--port", str(other))
+        assert again.returncode == 1
+        assert again.stderr.strip().splitlines() == [
+            f"error: server: already running at http://127.0.0.1:{port} (pid {first.mlflow_pid}, data in "
+            f"{folder.resolve()}); not starting another on port {other}: `make server-stop` first to "
+            "start it again otherwise"
+        ]
+        same = cli("start", "--port", str(port))
+        assert same.returncode == 0 and same.stdout.startswith(
+            f"tracking server already running at http://127.0.0.1:{port} (pid {first.mlflow_pid}"
+        ), same.stdout
+        assert cli("stop").returncode == 0
+        restarted = server.start(folder, port=port)
+        assert restarted.postgres_port == first.postgres_port
+        assert restarted.database_url == first.database_url
+        assert store.unreachable(first.database_url) is None  # the URL exported before still works
+    finally:
+        server.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_cluster_that_trusted_everyone_gets_a_password_on_its_next_start() -> None:
+    """A `.server/` made by an earlier version (initdb -A trust, no password): started now, the
+    role gets a generated password and pg_hba.conf asks every connection for it."""
+    from mlpipe.processes import stop_pid
+    from mlpipe.tracking import postgres
+
+    folder = Path(tempfile.mkdtemp(prefix="mlpipe-pg-"))
+    folder.chmod(0o755)
+    cluster = postgres.Cluster(folder / "postgres")
+    cluster.folder.mkdir()
+    user = postgres.owner()
+    if user:
+        os.chown(cluster.folder, user.pw_uid, user.pw_gid)
+    made = cluster._run_as_owner(
+        [str(postgres.bin_dir() / "initdb"), "-D", str(cluster.data), "-U", postgres.USER, "-A", "trust"],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    pid = cluster.start(free_port())
+    try:
+        bare = postgres.url(cluster.port, "mlpipe")
+        assert "no password supplied" in login(bare).stderr
+        assert login(cluster.url(cluster.port, "mlpipe")).stdout.strip() == "mlpipe"
+    finally:
+        stop_pid(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+        shutil.rmtree(folder, ignore_errors=True)

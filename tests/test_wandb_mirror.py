@@ -54,6 +54,20 @@ def test_auto_is_online_with_credentials_and_offline_without() -> None:
     assert wandb_mirror.resolve_mode("disabled", has_key=True) == "disabled"
 
 
+def test_wandb_own_variables_turn_it_off_or_choose_for_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_mirror.resolve_mode("online", has_key=True) == "disabled"
+    assert wandb_mirror.resolve_mode("auto", has_key=True) == "disabled"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert wandb_mirror.resolve_mode("auto", has_key=True) == "offline"
+    assert wandb_mirror.resolve_mode("online", has_key=True) == "online"  # the config named one
+    monkeypatch.setenv("WANDB_MODE", "dryrun")
+    assert wandb_mirror.resolve_mode("auto", has_key=True) == "offline"
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_DISABLED", "true")
+    assert wandb_mirror.resolve_mode("offline", has_key=False) == "disabled"
+
+
 def test_unknown_mode_is_one_line_naming_the_key() -> None:
     with pytest.raises(StepError, match=r"tracking.wandb.mode is 'sometimes'; expected one of auto, online"):
         wandb_mirror.resolve_mode("sometimes", has_key=False)

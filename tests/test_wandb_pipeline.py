@@ -110,6 +110,32 @@ def test_disabled_pipeline_writes_nothing_to_wandb(
     assert written == []  # no run, cache, staging or settings file of wandb's
 
 
+def test_wandb_mode_disabled_in_the_environment_turns_the_mirror_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_tracking_uri: str
+) -> None:
+    """W&B's own switch, as a user sets it for any program using W&B, wins over the config's
+    offline mode: no W&B run, no file of wandb's, and the log says which variable did it."""
+    wandb_root = tmp_path / "wandb"
+    isolate_wandb(wandb_root, monkeypatch)
+    runs_dir = tmp_path / "wandb-runs"
+    options = f"tracking.wandb.mode=offline tracking.wandb.dir={runs_dir} hydra.run.dir={tmp_path / 'out'}"
+    result = mlflow_run(
+        [".", "--env-manager", "local", "-P", "steps=download", "-P", f"hydra_options={options}"],
+        fresh_tracking_uri,
+        WANDB_MODE="disabled",
+        WANDB_API_KEY=FAKE_KEY,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "W&B disabled by WANDB_MODE=disabled (tracking.wandb.mode is offline)" in result.stderr
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("nyc_airbnb").experiment_id
+    [parent] = client.search_runs([experiment], "tags.`mlpipe.pipeline` = 'true'")
+    assert parent.data.tags["mlpipe.wandb_mode"] == "disabled"
+    assert not runs_dir.exists()
+    written = [p for p in wandb_root.rglob("*") if p.is_file() and "matplotlib" not in p.parts]
+    assert written == []
+
+
 def test_online_without_network_stops_before_any_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_tracking_uri: str
 ) -> None:

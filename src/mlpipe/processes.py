@@ -67,3 +67,21 @@ def stop_group(leader: int, sig: int = signal.SIGTERM, timeout_s: float = 15.0) 
         _reap(leader)
         if not group_members(leader):
             return
+
+
+def started(pid: int) -> str | None:
+    """When `pid` started, as `<boot id>:<clock ticks since boot>` (Linux): with the pid, it
+    names one process, even once the pid is reused or the machine rebooted; None if it is gone."""
+    try:
+        ticks = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except (OSError, IndexError):
+        return None
+    return f"{boot}:{ticks}"
+
+
+def still_running(pid: int, start: str | None) -> bool:
+    """Is the process that had `pid` and started at `start` (see `started`) still there?"""
+    if not alive(pid):
+        return False
+    return start is None or started(pid) in (None, start)

@@ -67,18 +67,29 @@ def launch_dir() -> Path:
     """The folder the `mlflow run` command that started this process was typed in (MLflow's own
     default store, `sqlite:///mlflow.db`, is relative to it), found among this process's
     ancestors; this process's working directory when there is none (or no /proc to ask)."""
+    pid = launcher_pid()
+    if pid is not None:
+        try:
+            return Path(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            pass
+    return Path.cwd()
+
+
+def launcher_pid() -> int | None:
+    """The `mlflow run` process among this process's ancestors (read from /proc), if any."""
     pid = os.getppid()
     for _ in range(16):
         try:
             argv = [Path(a.decode()).name for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:4]]
             if "run" in argv and ("mlflow" in argv[:3]):
-                return Path(os.readlink(f"/proc/{pid}/cwd"))
+                return pid
             pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             break
         if pid <= 1:
             break
-    return Path.cwd()
+    return None
 
 
 def resolve_path(path: str | os.PathLike[str], base: Path | None = None) -> Path:

@@ -99,11 +99,19 @@ def expected_files() -> dict[Path, str]:
     return files
 
 
+def changed_files() -> dict[Path, str]:
+    """The derived files that differ from what the contracts say, with what they should read."""
+    return {
+        path: text
+        for path, text in expected_files().items()
+        if not path.is_file() or path.read_text() != text
+    }
+
+
 def main() -> None:
-    for path, text in expected_files().items():
-        if not path.is_file() or path.read_text() != text:
-            path.write_text(text)
-            print(f"wrote {path.relative_to(project.root())}")
+    for path, text in changed_files().items():
+        path.write_text(text)
+        print(f"wrote {path.relative_to(project.root())}")
 
 
 if __name__ == "__main__":

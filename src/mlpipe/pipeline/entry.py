@@ -27,6 +27,9 @@ from mlpipe.tracking import store, wandb_mirror
 from mlpipe.tracking.secrets import scrub_logs
 
 LAUNCHER_VAR = "MLPIPE_LAUNCHER_RUN_ID"  # the `mlflow run` launcher run, kept for every sweep job
+# Interrupted, main.py stops its steps (SIGKILL after workers.STOP_GRACE_S) and ends its runs
+# KILLED; past this it exits without finishing the books (a store that stopped answering).
+MAIN_CLEANUP_S = 30.0
 
 
 def prepare_process(root: Path, argv: list[str]) -> None:
@@ -69,6 +72,12 @@ def prepare_job() -> None:
 def run_job(cfg: DictConfig) -> float | None:
     """One pipeline invocation; return the sweep objective (`main.objective`) in a multirun."""
     prepare_job()
+    try:  # before the store is opened: every MLflow call of this job and its steps is bounded
+        store.bound_retries(float(OmegaConf.select(cfg, "tracking.store_timeout_s", default=60)))
+    except (StepError, ValueError, TypeError) as e:
+        reason = str(e) if isinstance(e, StepError) else f"main: tracking.store_timeout_s: {e}"
+        print(f"error: {reason}", file=sys.stderr)
+        sys.exit(2)
     with contextlib.suppress(StepError):  # a bad main.executor is said in one line further on
         executors.warm_up(cfg)
     logging.basicConfig(
@@ -99,6 +108,8 @@ def run_job(cfg: DictConfig) -> float | None:
         children = pipeline.run()
         value = objective(cfg, children) if is_multirun() else None  # only sweepers read it
     except Exception as e:
+        if store.lost_store(e) and not isinstance(e, StepError):
+            e = store.unavailable("main", e)  # the store stopped answering: one line
         if not is_multirun() and not isinstance(e, StepError):
             raise  # a bug: keep the traceback
         reason = str(e) if isinstance(e, StepError) else f"{type(e).__name__}: {e}"
@@ -121,7 +132,7 @@ def run_job(cfg: DictConfig) -> float | None:
 def run_interruptible(main: Callable[[], Any]) -> None:
     """main.py's whole work; stopped by Ctrl-C or SIGTERM (the pipeline has ended its runs KILLED),
     say so and exit 130 or 143 at once, without waiting for threads or exit handlers."""
-    interrupts.raise_on_signals()
+    interrupts.raise_on_signals(cleanup_s=MAIN_CLEANUP_S)
     try:
         main()
     except interrupts.Interrupted as e:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from mlpipe import project
 from mlpipe.errors import StepError
 from mlpipe.pipeline import interrupts, process_exit, workers
+from mlpipe.tracking import store
 
 if TYPE_CHECKING:
     from mlflow.projects.submitted_run import LocalSubmittedRun
@@ -27,6 +28,10 @@ EXECUTORS = (AUTO, FORKSERVER, MLFLOW_RUN, INPROCESS)
 class ComponentFailed(Exception):
     """The component ended in error; its run holds the reason (tag mlpipe.error) when it could
     say; otherwise the message says how its process ended."""
+
+
+class StoreGone(ComponentFailed):
+    """The step gave up on the tracking store (it stopped answering): its run holds nothing."""
 
 
 class StepInterrupted(Exception):
@@ -130,6 +135,8 @@ class WorkerExecutor:
             return
         if self.stopping or interrupts.is_interrupt_exit(code):
             raise StepInterrupted(process_exit.describe_exit(code))
+        if code == workers.STORE_GONE_EXIT:
+            raise StoreGone(f"{component}: gave up on the tracking store, which stopped answering")
         raise ComponentFailed(process_exit.describe_exit(code, worker.oom_kills_before))
 
     def stop(self) -> None:
@@ -156,6 +163,8 @@ class InProcessExecutor:
             params = loaded.contract.build(parameters, loaded.contract.step)
             with running_as(run_id):
                 loaded.module.run(params)
+        except store.StoreUnavailable as e:
+            raise StoreGone(str(e)) from e
         except StepError as e:
             raise ComponentFailed(str(e)) from e
         except Exception as e:  # a bug in the step: keep its traceback, fail only this step

@@ -2,18 +2,21 @@
 
 Both signals raise `Interrupted` (a KeyboardInterrupt, so no `except Exception` swallows it) in
 the main thread; the pipeline then stops every step process, ends the runs it started as KILLED
-and exits 130 (SIGINT) or 143 (SIGTERM). A process started by another (main.py by `mlflow run`,
-a step worker by its warm parent) also asks the kernel for SIGTERM when that parent dies, so a
-signal that kills only the top `mlflow run` process orphans nothing.
+and exits 130 (SIGINT) or 143 (SIGTERM); a clean-up that hangs (a store that does not answer) is
+cut short after a bound, so a signal always ends the process. A process started by another
+(main.py by `mlflow run`, a step worker by its warm parent) also asks the kernel for SIGTERM when
+that parent dies, so a signal that kills only the top `mlflow run` process orphans nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -46,17 +49,45 @@ def is_interrupt_exit(code: int | None) -> bool:
     return code is not None and (-code in SIGNALS or code - 128 in SIGNALS)
 
 
+_cleanup_s: float | None = None  # how long the clean-up after a signal may take (None: no limit)
+
+
 def _raise(signum: int, frame: FrameType | None) -> None:
     # Once is enough: the clean-up that follows must not be cut short by a second Ctrl-C.
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    if _cleanup_s is not None:
+        end_after(_cleanup_s, signum)
     raise Interrupted(signum)
 
 
-def raise_on_signals() -> None:
-    """SIGINT and SIGTERM raise `Interrupted` in the main thread (call from the main thread)."""
+def raise_on_signals(cleanup_s: float | None = None) -> None:
+    """SIGINT and SIGTERM raise `Interrupted` in the main thread (call from the main thread);
+    with `cleanup_s`, the process ends itself when its clean-up takes longer than that."""
+    global _cleanup_s
+    _cleanup_s = cleanup_s
     for sig in SIGNALS:
         signal.signal(sig, _raise)
+
+
+def end_after(seconds: float, signum: int) -> None:
+    """End this process `seconds` from now with the signal's exit code, whatever its main thread
+    is doing then (stuck in a call that retries, a lock, a native library): a watchdog thread,
+    since a stuck main thread runs no signal handler."""
+
+    def watchdog() -> None:
+        time.sleep(seconds)
+        name = signal.Signals(signum).name
+        with contextlib.suppress(OSError, ValueError):
+            print(
+                f"interrupted by {name}: the clean-up did not end within {seconds:.0f} s; stopped "
+                "without it (a run left RUNNING is marked FAILED by the next pipeline)",
+                file=sys.stderr,
+                flush=True,
+            )
+        os._exit(128 + signum)
+
+    threading.Thread(target=watchdog, name="mlpipe-stop-watchdog", daemon=True).start()
 
 
 @contextmanager

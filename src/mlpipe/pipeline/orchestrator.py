@@ -6,6 +6,7 @@ checked the config, the tracking layer keeps the books."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -114,7 +115,20 @@ class Pipeline:
         return params, digests
 
     def execute(self, step: StepSpec, parent_id: str, progress: Progress) -> str:
-        """Run (or reuse) one step; return its child run id."""
+        """Run (or reuse) one step; return its child run id. A store that stopped answering (for
+        the step, or for this process's bookkeeping) fails the step in one line."""
+        try:
+            return self._execute(step, parent_id, progress)
+        except StepFailed:
+            raise
+        except Exception as e:
+            if not isinstance(e, store.StoreUnavailable) and not store.lost_store(e):
+                raise
+            reason = str(e if isinstance(e, store.StoreUnavailable) else store.unavailable(step.name, e))
+            progress.update(step.name, "failed", reason)
+            raise StepFailed(step.name, reason) from e
+
+    def _execute(self, step: StepSpec, parent_id: str, progress: Progress) -> str:
         try:
             params, digests = self.pin_inputs(step)
         except StepError as e:
@@ -160,6 +174,11 @@ class Pipeline:
             runs.end_step_run(self.client, run_id, reason, killed=True)
             progress.update(step.name, "killed", reason)
             raise StepKilled(step.name, reason) from e
+        except executors.StoreGone as e:
+            gone = store.unavailable(step.name)  # and this process tries each call once from now
+            with contextlib.suppress(Exception):  # succeeds only if the store is back
+                runs.end_step_run(self.client, run_id, str(gone))
+            raise gone from e
         except executors.ComponentFailed as e:
             reason = self.client.get_run(run_id).data.tags.get(runs.TAG_ERROR) or str(e)
             runs.end_step_run(self.client, run_id, reason)  # after a hard crash it is still RUNNING
@@ -236,11 +255,38 @@ class Pipeline:
         for run_id in left.values():
             runs.end_step_run(self.client, run_id, f"interrupted by {cause}", killed=True)
 
+    def end_run(self, parent_id: str, children: dict[str, str], error: str | None, killed: bool) -> None:
+        """End the pipeline run; a store given up on is tried once, and the next pipeline ends
+        the run if that fails (the error said already is the one that counts)."""
+        try:
+            with interrupts.deferred():
+                runs.end_pipeline_run(self.client, parent_id, children, error, killed)
+        except Exception as e:
+            if not (store.given_up() or store.lost_store(e)):
+                raise
+            log.info("pipeline run %s is left RUNNING: the tracking store does not answer", parent_id)
+
+    def fail_stale_runs(self) -> None:
+        """Runs left RUNNING by a process of this host that is gone (killed, or stopped by a store
+        that stopped answering) end FAILED, in this experiment and the launcher's."""
+        experiments = [self.experiment_id]
+        if self.launcher:
+            with contextlib.suppress(Exception):
+                experiments.append(self.client.get_run(self.launcher).info.experiment_id)
+        stale = runs.fail_stale_runs(self.client, sorted(set(experiments)), f"pipeline '{self.run_name}'")
+        if stale:
+            log.info(
+                "marked FAILED %d run(s) left RUNNING by a process that is gone: %s",
+                len(stale),
+                ", ".join(f"{r.info.run_name} ({r.info.run_id})" for r in stale),
+            )
+
     def run(self) -> dict[str, str]:
         """Run the selected steps; return step name -> child run id."""
         cfg, steps = self.cfg, self.steps
         self.experiment_id = store.ensure_experiment(str(cfg.main.project_name))
         self.store = ArtifactStore(self.experiment_id, self.client)
+        self.fail_stale_runs()
         existing = self.existing_inputs(steps)
         depends = dependencies(steps, existing)
         stages = plan(steps, existing)
@@ -292,8 +338,7 @@ class Pipeline:
             error, killed = f"{type(e).__name__}: {e}", False
             raise
         finally:
-            with interrupts.deferred():
-                runs.end_pipeline_run(self.client, parent_id, children, error, killed)
+            self.end_run(parent_id, children, error, killed)
             log.info(
                 "pipeline run '%s' %s: %s",
                 self.run_name,

@@ -260,16 +260,31 @@ def running_as(run_id: str) -> Iterator[None]:
 
 @contextmanager
 def step_run(contract: StepContract, params: Any) -> Iterator[Step]:
-    """Start (or resume, when launched by the pipeline) the step's run; end it FINISHED or FAILED."""
+    """Start (or resume, when launched by the pipeline) the step's run; end it FINISHED or FAILED.
+    A store that stops answering for longer than tracking.store_timeout_s ends it in one line
+    (`store.StoreUnavailable`)."""
     name = contract.step
-    values = dataclasses.asdict(params)
     store.configure()
     # `mlflow run` hands us MLFLOW_RUN_ID and MLFLOW_EXPERIMENT_ID; alone, the experiment is
     # MLFLOW_EXPERIMENT_NAME's (or Default) and this starts a new run there.
     assigned = _assigned_run.get()
     new_run = assigned is None and "MLFLOW_RUN_ID" not in os.environ
+    try:
+        with _started_run(contract, params, assigned, new_run) as step:
+            yield step
+    except Exception as e:
+        if isinstance(e, store.StoreUnavailable) or not store.lost_store(e):
+            raise
+        # MLflow's client gave up on the store (here, or ending the run as FAILED): one line.
+        raise store.unavailable(name, e) from e
+
+
+@contextmanager
+def _started_run(contract: StepContract, params: Any, assigned: str | None, new_run: bool) -> Iterator[Step]:
+    name = contract.step
+    values = dataclasses.asdict(params)
     with mlflow.start_run(run_id=assigned, run_name=name if new_run else None) as run:
-        mlflow.set_tag(runs.TAG_STEP, name)
+        mlflow.set_tags({runs.TAG_STEP: name, **runs.process_tags()})  # this process runs it now
         # `mlflow run` may have logged the parameters already, as the strings it was given.
         logged = mlflow.get_run(run.info.run_id).data.params
         runs.log_params({k: v for k, v in values.items() if k not in logged}, run.info.run_id)
@@ -287,9 +302,17 @@ def step_run(contract: StepContract, params: Any) -> Iterator[Step]:
                 yield Step(name, run.info.run_id, artifacts, Path(tmp), spec, mirror, contexts)
                 reason = ""
             except Exception as e:
+                if store.lost_store(e):  # the store is gone: the one line, tried once on the run
+                    e = store.unavailable(name, e)
                 # What main.py reports as the reason; a bug keeps its traceback on stderr too.
                 reason = str(e) if isinstance(e, StepError) else f"{type(e).__name__}: {e}"
-                mlflow.set_tag(runs.TAG_ERROR, scrub(reason)[:5000])
+                try:
+                    mlflow.set_tag(runs.TAG_ERROR, scrub(reason)[:5000])
+                except Exception as tagging:
+                    if not store.lost_store(tagging):
+                        raise
+                if isinstance(e, store.StoreUnavailable):
+                    raise e from e.__cause__
                 raise
             finally:
                 mirror.finish(failed=bool(reason), reason=reason)

@@ -36,7 +36,8 @@ from omegaconf import DictConfig, OmegaConf
 from mlpipe.errors import StepError
 from mlpipe.pipeline import interrupts, process_exit
 from mlpipe.pipeline.fast_exit import exit_after
-from mlpipe.tracking import wandb_mirror
+from mlpipe.processes import alive
+from mlpipe.tracking import store, wandb_mirror
 
 # What the steps of this project import, loaded once by the warm parent ("__main__": main.py,
 # which a worker would otherwise run again). A module that fails to import is skipped there and
@@ -61,6 +62,8 @@ BASE_PRELOAD = (
 # W&B, with the module its `init` imports every time (about 0.4 s of CPU a step otherwise).
 WANDB_PRELOAD = ("wandb", "wandb.sdk.launch.inputs.internal")
 STOP_GRACE_S = 5.0  # a stopped step's time to end its runs before it is killed
+STORE_GONE_EXIT = 75  # EX_TEMPFAIL: the step gave up on a tracking store that stopped answering
+WORKER_CLEANUP_S = 2 * STOP_GRACE_S  # a stopped step that nobody killed then ends itself
 WARM_PARENT = "mlpipe.pipeline.warm_parent"  # imported last there: the threads it runs
 
 _context = multiprocessing.get_context("forkserver")
@@ -150,6 +153,8 @@ class Worker:
             daemon=False,  # a daemonic process may not start processes: joblib would run one job at a time
         )
         self._pidfd: int | None = None
+        self._closed = False  # set once the process is known to have ended
+        self._handle = threading.Lock()  # the pidfd, between the step's thread and `stop_all`
         self.oom_kills_before = process_exit.out_of_memory_kills()
 
     @property
@@ -164,33 +169,55 @@ class Worker:
             self._pidfd = None
 
     def wait(self) -> int | None:
+        """The process's exit status, once the process itself has ended. The warm parent reports
+        it; a parent that died first (a SIGTERM to the whole process group reaches it too) reports
+        255 while the worker may still run: it is waited for on its own handle, so that `stop_all`
+        can still stop it meanwhile."""
         self.process.join()
+        if self._pidfd is not None:
+            select.select([self._pidfd], [], [])  # readable once the process has ended
+        elif self.process.exitcode == 255 and self.process.pid is not None:
+            while alive(self.process.pid):  # no handle: the pid, until it is gone
+                time.sleep(0.1)
         self._close()
         return self.process.exitcode
 
     def signal(self, signum: int) -> None:
-        try:
-            if self._pidfd is not None:
-                signal.pidfd_send_signal(self._pidfd, signum)
-            elif self.process.pid is not None:
-                os.kill(self.process.pid, signum)
-        except (ProcessLookupError, OSError):
-            pass  # already gone
+        with self._handle:  # never a handle `wait` has closed (its number may be reused)
+            try:
+                if self._pidfd is not None:
+                    signal.pidfd_send_signal(self._pidfd, signum)
+                elif self.process.pid is not None and not self._closed:
+                    os.kill(self.process.pid, signum)
+            except (ProcessLookupError, OSError):
+                pass  # already gone
 
     def wait_gone(self, timeout: float) -> bool:
         """Whether the process has ended within `timeout` seconds (even if its warm parent died
         and cannot report its status)."""
-        if self._pidfd is None:
-            self.process.join(timeout)
-            return self.process.exitcode is not None
-        poller = select.poll()
-        poller.register(self._pidfd, select.POLLIN)
+        with self._handle:
+            pidfd = self._pidfd
+            if pidfd is None:  # no handle (or closed: the process has ended)
+                return self._ended_without_handle(timeout)
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
         return bool(poller.poll(max(0.0, timeout) * 1000))
 
+    def _ended_without_handle(self, timeout: float) -> bool:
+        if self._closed:
+            return True
+        self.process.join(timeout)
+        # 255 may be a warm parent that died first: then only the pid says whether it runs.
+        return self.process.exitcode is not None and not (
+            self.process.exitcode == 255 and self.process.pid is not None and alive(self.process.pid)
+        )
+
     def _close(self) -> None:
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+        with self._handle:
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+            self._closed = True
 
 
 def stop_all(workers: Iterable[Worker], grace: float = STOP_GRACE_S) -> None:
@@ -215,7 +242,9 @@ def run_step(folder: str, parameters: dict[str, Any], run_id: str, environ: dict
     os.environ.update(environ)
     wandb_mirror.own_folders()
     interrupts.die_with_parent()  # the warm parent gone: stop rather than run on alone
-    interrupts.raise_on_signals()
+    # Stopped, the step ends its runs; if that hangs (a store that does not answer) and no
+    # pipeline is left to kill it, it ends itself.
+    interrupts.raise_on_signals(cleanup_s=WORKER_CLEANUP_S)
     exit_after(_run_component, Path(folder), parameters, run_id)
 
 
@@ -239,10 +268,16 @@ def _run_component(folder: Path, parameters: dict[str, Any], run_id: str) -> Non
             component.module.run(params)
     except interrupts.Interrupted as e:
         sys.exit(e.exit_code)
+    except store.StoreUnavailable as e:  # its run could not be told: the exit status tells main.py
+        logging.getLogger(step).error("%s", e)
+        sys.exit(STORE_GONE_EXIT)
     except StepError as e:
         record_error(run_id, str(e))
         sys.exit(1)
     except Exception as e:  # a bug in the step: keep its traceback on stderr
+        if store.lost_store(e):
+            logging.getLogger(step).error("%s", store.unavailable(step, e))
+            sys.exit(STORE_GONE_EXIT)
         logging.getLogger(step).exception("unexpected error")
         record_error(run_id, f"{type(e).__name__}: {e}")
         sys.exit(1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import socket
 import subprocess
 from collections.abc import Mapping
 from functools import cache
@@ -12,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param, Run, RunStatus
+from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from mlpipe import project
+from mlpipe.processes import started, still_running
 from mlpipe.tracking.secrets import loggable, scrub
 
 # Tags this project writes on runs; one place, so queries and writers agree.
@@ -32,6 +36,9 @@ TAG_SWEEP_OVERRIDES = "mlpipe.sweep.overrides"
 TAG_SWEEP_SUMMARY = "mlpipe.sweep.summary"
 TAG_COMPARISON = "mlpipe.comparison"  # on each model's pipeline run of a comparison: the comparison run
 TAG_COMPARED_MODEL = "mlpipe.comparison.model"
+# The process that runs a run, so that a later pipeline can tell a run whose process is gone
+# (killed, or stopped by a store that stopped answering) from one still running.
+TAG_HOST, TAG_PID, TAG_STARTED = "mlpipe.host", "mlpipe.pid", "mlpipe.process_started"
 BOOKKEEPING_TAGS = ("mlflow.", "mlpipe.")  # MLflow's and the pipeline's; a step's own tags are the rest
 
 
@@ -76,6 +83,40 @@ def installed_packages() -> str:
     return "\n".join(sorted(names, key=str.lower)) + "\n"
 
 
+def process_tags(pid: int | None = None) -> dict[str, str]:
+    """Which process runs a run (this one by default): host, pid and when it started."""
+    pid = pid or os.getpid()
+    return {TAG_HOST: socket.gethostname(), TAG_PID: str(pid), TAG_STARTED: started(pid) or ""}
+
+
+def process_gone(tags: Mapping[str, str]) -> bool:
+    """Whether a run's process (its process tags) ran on this host and is gone; a run of another
+    host, or without the tags, is not for this host to judge."""
+    if tags.get(TAG_HOST) != socket.gethostname() or not tags.get(TAG_PID, "").isdigit():
+        return False
+    return not still_running(int(tags[TAG_PID]), tags.get(TAG_STARTED) or None)
+
+
+def fail_stale_runs(client: MlflowClient, experiment_ids: list[str], by: str) -> list[Run]:
+    """End FAILED, with the reason, the RUNNING runs whose process on this host is gone (killed
+    with SIGKILL, or given up on a store that stopped answering): nothing else would end them.
+    Return them."""
+    stale = [
+        run
+        for run in client.search_runs(experiment_ids, "attributes.status = 'RUNNING'", max_results=1000)
+        if process_gone(run.data.tags)
+    ]
+    for run in stale:
+        tags = run.data.tags
+        reason = (
+            f"its process (pid {tags[TAG_PID]} on {tags[TAG_HOST]}) ended without ending the run "
+            f"(killed, or the tracking store stopped answering); marked FAILED by {by}"
+        )
+        note_error(client, run, reason)
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+    return stale
+
+
 def start_pipeline_run(
     client: MlflowClient,
     experiment_id: str,
@@ -86,7 +127,8 @@ def start_pipeline_run(
 ) -> str:
     """The parent run of one pipeline invocation, with its resolved config as parameters and as a
     file, and the installed packages."""
-    run_id = client.create_run(experiment_id, run_name=name, tags={TAG_PIPELINE: "true", **tags}).info.run_id
+    run_tags = {TAG_PIPELINE: "true", **process_tags(), **tags}
+    run_id = client.create_run(experiment_id, run_name=name, tags=run_tags).info.run_id
     log_params(config, run_id)
     client.log_text(run_id, scrub(config_yaml), "config.yaml")
     client.log_text(run_id, installed_packages(), "environment/packages.txt")
@@ -97,6 +139,9 @@ def link_launcher(client: MlflowClient, launcher_id: str, pipeline_id: str, job:
     """Tell the `mlflow run` launcher run which pipeline run it started (one tag per sweep job,
     so jobs do not overwrite each other)."""
     client.set_tag(launcher_id, f"{TAG_PIPELINE_RUN}{f'.{job}' if job else ''}", pipeline_id)
+    launcher = project.launcher_pid()  # `mlflow run`, which ends that run once main.py exits
+    if launcher is not None:
+        client.log_batch(launcher_id, tags=[RunTag(k, v) for k, v in process_tags(launcher).items()])
 
 
 def kill_launcher(client: MlflowClient, launcher_id: str, reason: str) -> None:
@@ -124,7 +169,7 @@ def start_step_run(
     tags: Mapping[str, str],
 ) -> str:
     """The child run a step's component resumes."""
-    run_tags = {TAG_PARENT: parent_id, TAG_STEP: step, TAG_COMPONENT: component, **tags}
+    run_tags = {TAG_PARENT: parent_id, TAG_STEP: step, TAG_COMPONENT: component, **process_tags(), **tags}
     return client.create_run(experiment_id, run_name=step, tags=run_tags).info.run_id
 
 

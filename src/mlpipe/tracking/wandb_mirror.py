@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 MODES = ("auto", "online", "offline", "disabled")
 ENV_MODE = "MLPIPE_WANDB_MODE"  # the resolved mode, set by main.py for its steps
+ENV_WANDB_MODE, ENV_WANDB_DISABLED = "WANDB_MODE", "WANDB_DISABLED"  # W&B's own switches
 ENV_PROJECT = "WANDB_PROJECT"
 ENV_GROUP = "WANDB_RUN_GROUP"
 ENV_DIR = "WANDB_DIR"
@@ -65,11 +66,27 @@ def api_key() -> str | None:
     return entry[2] if entry and entry[2] else None
 
 
+def wandb_own_mode() -> str | None:
+    """The mode W&B's own variables ask for: WANDB_MODE (`dryrun` is its old `offline`), or
+    `disabled` for WANDB_DISABLED=true; None when they say nothing."""
+    if os.environ.get(ENV_WANDB_DISABLED, "").strip().lower() in ("true", "1", "yes"):
+        return "disabled"
+    mode = os.environ.get(ENV_WANDB_MODE, "").strip().lower()
+    return (
+        {"dryrun": "offline", "run": "online"}.get(mode, mode) if mode in (*MODES, "dryrun", "run") else None
+    )
+
+
 def resolve_mode(configured: str, has_key: bool) -> str:
-    """`auto` is `online` when credentials are configured, else `offline`."""
+    """`auto` is what WANDB_MODE says, else `online` when credentials are configured, else
+    `offline`. WANDB_MODE=disabled (or WANDB_DISABLED=true) turns W&B off whatever the config says,
+    as it does for any program that uses W&B."""
     mode = str(configured).strip().lower()
     if mode not in MODES:
         raise StepError(f"main: tracking.wandb.mode is '{configured}'; expected one of {', '.join(MODES)}")
+    own = wandb_own_mode()
+    if own == "disabled" or (mode == "auto" and own not in (None, "auto")):
+        return str(own)
     if mode == "auto":
         return "online" if has_key else "offline"
     return mode
@@ -108,6 +125,13 @@ def check_online(key: str | None, url: str | None = None, timeout: float = CHECK
     return str(viewer.get("entity") or "")
 
 
+def own_switch() -> str:
+    """The W&B variable that turned it off, as the user set it."""
+    if wandb_own_mode() == "disabled" and os.environ.get(ENV_WANDB_DISABLED):
+        return f"{ENV_WANDB_DISABLED}={os.environ[ENV_WANDB_DISABLED]}"
+    return f"{ENV_WANDB_MODE}={os.environ.get(ENV_WANDB_MODE, '')}"
+
+
 def step_environment(mode: str, project: str, group: str, directory: Path) -> dict[str, str]:
     """What main.py puts in the environment of its steps (resolved once, for every step)."""
     return {ENV_MODE: mode, ENV_PROJECT: project, ENV_GROUP: group, ENV_DIR: str(directory)}
@@ -122,6 +146,8 @@ def prepare_pipeline(configured: str, project: str, group: str, directory: Path)
         log.info("W&B online as '%s': project '%s', group '%s'", entity, project, group)
     elif mode == "offline":
         log.info("W&B offline: runs are written under %s/wandb for a later `wandb sync`", directory)
+    elif str(configured).strip().lower() != "disabled":
+        log.info("W&B disabled by %s (tracking.wandb.mode is %s)", own_switch(), configured)
     os.environ.update(step_environment(mode, project, group, directory))
     if mode != "disabled":
         share_service()

@@ -19,7 +19,8 @@ from mlpipe.pipeline.step import run_script, step_run
 class Params(StepParams):
     how: str = param(
         "exit (os._exit(3)), sigkill, segfault, oom:<memory cgroup folder> (join it, then allocate), "
-        "or hang (log, sleep a minute, then publish)"
+        "hang (log, sleep a minute, then publish), or deaf (the same, ignoring SIGINT and SIGTERM, "
+        "as a native library's own handlers may)"
     )
     output_artifact: str = writes("fault_output")
 
@@ -46,7 +47,10 @@ def run(params: Params) -> None:
         elif how == "oom":
             (Path(where) / "cgroup.procs").write_text(str(os.getpid()))
             allocate_until_killed()
-        elif how == "hang":
+        elif how in ("hang", "deaf"):
+            if how == "deaf":
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, signal.SIG_IGN)
             step.log.info("hanging")
             time.sleep(60)
             output = step.workdir / "late.txt"

@@ -139,11 +139,18 @@ class Lock:
     def acquire(self, on_busy: str, log: logging.Logger) -> bool:
         """Hold the lock (True), or, with on_busy=skip, find it held (False); waits otherwise."""
         waiting_for: set[str] = set()
+        started = time.monotonic()
         while True:
             holders = self.take()
             if not holders:
-                if waiting_for:
-                    log.info("%s is free: this run holds it now", self.what())
+                waited = f", after waiting {time.monotonic() - started:.0f} s" if waiting_for else ""
+                log.info(
+                    "%s is held by this run (pid %d on %s) until it ends%s",
+                    self.what(),
+                    os.getpid(),
+                    socket.gethostname(),
+                    waited,
+                )
                 return True
             now = datetime.now(UTC)
             gone = [(h, h.gone(now)) for h in holders]

@@ -417,11 +417,32 @@ def test_a_tables_keys_and_hashes_do_not_depend_on_how_pandas_typed_a_column(nyc
     assert again.keys == first.keys
     changed = [i for i, (a, b) in enumerate(zip(first.hashes, again.hashes, strict=True)) if a != b]
     assert changed == [3, 7]
-    by_content = read_new_table(pd.concat([rows, rows.head(1)]), nyc_spec, [], "inference")
-    assert by_content.key_columns.columns.tolist() == ["row_hash"]
-    assert by_content.refused == {50: "content (the dataset names no id column) repeats data row 1"}
     with pytest.raises(StepError, match=r"^inference lacks key column\(s\) 'listing'; found: id, name"):
         read_new_table(rows, nyc_spec, ["listing"], "inference")
+
+
+def test_a_table_without_ids_is_keyed_by_content_and_occurrence(nyc_spec: DatasetSpec) -> None:
+    rows = pd.read_csv(NYC_CSV).head(50)
+    doubled = pd.concat([rows, rows.head(2), rows.head(1)], ignore_index=True)  # row 1 three times
+    first = read_new_table(doubled, nyc_spec, [], "inference")
+    assert not first.refused and len(set(first.keys)) == 53  # duplicates are rows of their own
+    assert first.key_columns.columns.tolist() == ["row_hash", "occurrence"]
+    assert first.key_columns["occurrence"].tolist()[50:] == [2, 2, 3]
+    assert first.keys[52] == f"{first.hashes[0]}#3" and first.keys[0] == first.hashes[0]
+    edited = doubled.copy()
+    edited.loc[10, "minimum_nights"] += 1  # one edit: that row's key alone changes
+    again = read_new_table(edited, nyc_spec, [], "inference")
+    assert [i for i in range(53) if again.keys[i] != first.keys[i]] == [10]
+
+
+def test_a_source_without_a_feature_column_is_one_line(nyc_spec: DatasetSpec) -> None:
+    rows = pd.read_csv(NYC_CSV).head(20).drop(columns=["minimum_nights", "room_type"])
+    with pytest.raises(
+        StepError,
+        match=r"^inference: source 'x.csv' lacks feature column\(s\) 'minimum_nights', 'room_type'; "
+        r"found: id, name, .*; expected every feature column of dataset 'nyc_airbnb'$",
+    ):
+        read_new_table(rows, nyc_spec, None, "inference: source 'x.csv'")
 
 
 # -- in the pipeline -------------------------------------------------------------------------------

@@ -16,15 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mlpipe.data.drift import DriftThresholds
 from mlpipe.pipeline.contract import ProjectPath, StepContract, StepParams, param, writes
 from mlpipe.pipeline.step import Step, run_script, step_run
 
 if TYPE_CHECKING:
+    from mlpipe.data.kinds import NewData
     from mlpipe.inference.models import Model
 
 
 @dataclass(frozen=True)
-class Params(StepParams):
+class Params(StepParams, DriftThresholds):
     source: ProjectPath = param(
         "The new data: a path (from the project root) or URL of a CSV or Parquet file, or an image "
         "folder or archive (any source download accepts)"
@@ -47,9 +49,26 @@ class Params(StepParams):
     agreement_tolerance: float = param(
         "With several regression models: predictions within this fraction of the first model's agree"
     )
+    forget_gone: bool = param(
+        "Delete the ledger rows of keys the source no longer has (false: keep them, the record of "
+        "what was scored)"
+    )
+    on_busy: str = param(
+        "When another run scores this dataset with one of these models on this ledger: wait until "
+        "it ends, or skip (end at once, scoring nothing)"
+    )
+    drift: str = param(
+        "Drift of the rows to score from drift_reference (data_check's tests and thresholds): warn "
+        "(log it), fail (stop before scoring) or off"
+    )
+    drift_reference: str = param(
+        "The data the model learned from, as data_check keeps it (none found: no drift tests)"
+    )
     predictions_artifact: str = writes("predictions")
     rejected_artifact: str = writes("rejected_rows")
 
+
+TAG_SKIPPED = "mlpipe.skipped"  # why the run scored nothing and logged no outputs
 
 # With promote selected too, score with what promote left in prod.
 CONTRACT = StepContract("inference", Params, __doc__, after=("promote",), opt_in=True, side_effects=True)
@@ -57,6 +76,8 @@ CONTRACT = StepContract("inference", Params, __doc__, after=("promote",), opt_in
 
 def check(params: Params, where: str) -> None:
     from mlpipe.errors import StepError
+    from mlpipe.inference.drift_check import MODES
+    from mlpipe.inference.lock import ON_BUSY
 
     if params.batch_size < 1 or params.workers < 1:
         raise StepError(
@@ -66,6 +87,9 @@ def check(params: Params, where: str) -> None:
         raise StepError(f"{where}: models is empty; expected at least one model (prod)")
     if len(set(params.models)) != len(params.models):
         raise StepError(f"{where}: models {params.models} names a model twice; expected each once")
+    for name, value, allowed in (("on_busy", params.on_busy, ON_BUSY), ("drift", params.drift, MODES)):
+        if value not in allowed:
+            raise StepError(f"{where}: {name} is '{value}'; expected one of {', '.join(allowed)}")
 
 
 def resolve_models(step: Step, params: Params) -> list[Model]:
@@ -97,11 +121,59 @@ def fetcher(step: Step) -> Callable[[Model], str]:
     return fetch
 
 
+def check_drift(step: Step, params: Params, new: NewData, rows: list[int]) -> None:
+    """The dataset's drift tests on the rows about to be scored, against the reference data:
+    metrics, a warning, and with drift=fail an error before anything is scored."""
+    import dataclasses
+
+    import numpy as np
+
+    from mlpipe.errors import StepError
+    from mlpipe.inference import drift_check
+
+    if params.drift == "off":
+        return
+    if not rows:
+        step.log.info("drift: nothing to score, not measured")
+        return
+    scored = step.spec.kind.new_summary(new, np.asarray(rows), step.spec)
+    if scored is None:
+        step.log.info(
+            "drift: not measured on new %s data (only on what data_check sees)", step.spec.kind.name
+        )
+        return
+    if step.store.find(params.drift_reference) is None:
+        step.log.info(
+            "drift: no %s yet (data_check sets it on its first run): the drift tests are skipped",
+            params.drift_reference,
+        )
+        return
+    version, path = step.use(params.drift_reference)
+    reference = step.spec.kind.read(path, step.context(f"{version.ref} ({path.name})"))
+    limits = DriftThresholds(**{f.name: getattr(params, f.name) for f in dataclasses.fields(DriftThresholds)})
+    report = drift_check.compare(step.spec.kind.summary(reference, step.spec), scored, step.spec, limits)
+    step.log_metrics(report.metrics)
+    what = f"the {len(rows)} rows to score against {version.ref} ({params.drift_reference})"
+    if report.left_out:
+        step.log.info("drift: the source has no %s: not compared", ", ".join(report.left_out))
+    if not report.drifted:
+        step.log.info("drift: none found in %s", what)
+        return
+    if params.drift == "fail":
+        raise StepError(
+            f"{step.name}: drift in {what}: {'; '.join(report.drifted)}; nothing scored "
+            "(inference.drift=warn scores them anyway)"
+        )
+    step.log.warning(
+        "drift in %s: %s; scored anyway (inference.drift=fail stops)", what, "; ".join(report.drifted)
+    )
+
+
 def run(params: Params) -> None:
     import mlflow
 
     from mlpipe.data.tables import write_table
-    from mlpipe.inference import job, ledger
+    from mlpipe.inference import job, ledger, lock
 
     with step_run(CONTRACT, params) as step:
         check(params, step.name)
@@ -109,13 +181,24 @@ def run(params: Params) -> None:
         chosen = resolve_models(step, params)
         new = spec.kind.read_new(params.source, step.workdir / "source", spec, params.key, step.name)
         book = ledger.Ledger(params.ledger_uri or ledger.default_uri(), step.name)
+        names = [m.name for m in chosen]
         try:
-            settings = job.Settings(
-                params.full, params.batch_size, params.workers, params.agreement_tolerance
-            )
-            result = job.score_new_data(
-                new, spec, chosen, fetcher(step), book, settings, step.run_id, step.log
-            )
+            with lock.held(book, spec.name, names, step.run_id, params.on_busy, step.log) as ours:
+                if not ours:
+                    mlflow.set_tag(TAG_SKIPPED, "another run held the ledger (inference.on_busy=skip)")
+                    return
+                plans = job.plan_all(new, chosen, book, spec.name, params.full)
+                check_drift(step, params, new, job.to_score(plans))
+                settings = job.Settings(
+                    params.full,
+                    params.batch_size,
+                    params.workers,
+                    params.agreement_tolerance,
+                    params.forget_gone,
+                )
+                result = job.score_new_data(
+                    new, spec, plans, fetcher(step), book, settings, step.run_id, step.log
+                )
         finally:
             book.close()
         for line in result.lines:

@@ -1,6 +1,6 @@
-"""One inference run: which rows each model must score (`plan`), the batches (`workers`: in this
-process, or in parallel processes that each hold the models once), a ledger commit per batch as it
-comes back, and the outputs (`outputs`)."""
+"""One inference run: which rows each model must score (`plan_all`), then the batches
+(`score_new_data`, with `workers`: in this process, or in parallel processes that each hold the
+models once), a ledger commit per batch as it comes back, and the outputs (`outputs`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from mlpipe.errors import StepError
 from mlpipe.inference import outputs, scorer
 from mlpipe.inference.ledger import Ledger, Scored
 from mlpipe.inference.models import Model
-from mlpipe.inference.plan import batches, plan
+from mlpipe.inference.plan import ModelPlan, batches, plan
 from mlpipe.inference.workers import cpu_seconds, in_process, load_here, run_batches
 
 WHERE = "inference"
@@ -29,6 +29,7 @@ class Settings:
     batch_size: int
     workers: int  # scoring processes; 1: this process
     agreement_tolerance: float  # regression: predictions within this fraction agree
+    forget_gone: bool = False  # delete the ledger rows of keys the source no longer has
 
 
 @dataclass(frozen=True)
@@ -39,20 +40,39 @@ class Result:
     lines: list[str]  # what happened, for the log
 
 
+def plan_all(new: NewData, models: list[Model], ledger: Ledger, dataset: str, full: bool) -> list[ModelPlan]:
+    """What each model must score of `new` (the rows refused before scoring left out), and how many
+    keys the ledger holds that the source no longer has."""
+    rows = scorable(new)
+    current = set(new.keys)
+    plans = [plan(new, rows, m, ledger, dataset, full) for m in models]
+    for model_plan in plans:
+        model_plan.gone = sorted(ledger.keys(dataset, model_plan.model.name) - current)
+    return plans
+
+
+def scorable(new: NewData) -> list[int]:
+    return [r for r in range(len(new)) if r not in new.refused]
+
+
+def to_score(plans: list[ModelPlan]) -> list[int]:
+    """The source rows some model will score this run, in order."""
+    return sorted({r for p in plans for r in p.todo})
+
+
 def score_new_data(
     new: NewData,
     spec: DatasetSpec,
-    models: list[Model],
+    plans: list[ModelPlan],
     fetch: Callable[[Model], str],
     ledger: Ledger,
     settings: Settings,
     run_id: str,
     log: logging.Logger,
 ) -> Result:
-    """Score what `models` have not scored yet of `new` (`fetch` gives a model's local folder:
-    asked only for the models with rows to score)."""
-    rows = [r for r in range(len(new)) if r not in new.refused]
-    plans = [plan(new, rows, m, ledger, spec.name, settings.full) for m in models]
+    """Score what `plans` say of `new` (`fetch` gives a model's local folder: asked only for the
+    models with rows to score); with `forget_gone`, the keys gone from the source leave the ledger."""
+    rows = scorable(new)
     folders = {p.model.name: fetch(p.model) for p in plans if p.todo}
     by_name = {p.model.name: p for p in plans}
     tasks = batches(plans, settings.batch_size)
@@ -92,6 +112,9 @@ def score_new_data(
         )
         run_batches(tasks, new, spec, folders, settings.workers, done)
     seconds, cpu = (datetime.now(UTC) - started).total_seconds(), cpu_seconds() - cpu
+    if settings.forget_gone:
+        for model_plan in plans:
+            ledger.forget(spec.name, model_plan.model.name, model_plan.gone)
     predictions, agreement = outputs.predictions_table(
         new, rows, plans, ledger, spec, settings.agreement_tolerance
     )
@@ -100,5 +123,5 @@ def score_new_data(
         predictions,
         outputs.rejected_table(new, rejected),
         metrics,
-        outputs.summary(len(new), plans, new.refused),
+        outputs.summary(len(new), plans, new.refused, settings.forget_gone),
     )

@@ -37,6 +37,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from mlpipe import project
 from mlpipe.errors import StepError
+from mlpipe.tracking.sqlite_store import damage
 
 TABLE = "inference_ledger"
 DEFAULT_FILE = "inference_ledger.db"
@@ -108,15 +109,29 @@ class Ledger:
                 "URL such as sqlite:////path/ledger.db or postgresql://user@host/db"
             ) from e
         self.shown = url.render_as_string(hide_password=True)
+        # the SQLite file, if the ledger is one: what a damaged ledger's line says to move aside
+        self.file: str | None = None
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            self.file = str(Path(url.database).resolve())
+            Path(self.file).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine = create_engine(url, **self.engine_options(url.get_backend_name()))
             if url.get_backend_name() == "sqlite":
                 event.listen(self.engine, "connect", sqlite_pragmas)
-            metadata.create_all(self.engine, checkfirst=True)
         except (SQLAlchemyError, ImportError) as e:
             self.fail("cannot be opened", e)
+        self.create(table)
+
+    def create(self, *tables: Table) -> None:
+        """Create the tables the database lacks. Two runs on a new ledger may both try: the
+        second's CREATE fails on the table the first made, and the next look finds it."""
+        for attempt in (1, 2):
+            try:
+                metadata.create_all(self.engine, tables, checkfirst=True)
+                return
+            except SQLAlchemyError as e:
+                if attempt == 2 or damage(e) is not None:
+                    self.fail("cannot be opened", e)
 
     @staticmethod
     def engine_options(backend: str) -> dict[str, Any]:
@@ -126,12 +141,41 @@ class Ledger:
     def fail(self, what: str, error: BaseException) -> NoReturn:
         lines = str(getattr(error, "orig", None) or error).strip().splitlines()
         cause = lines[0] if lines else repr(error)
+        damaged = damage(error)
+        if damaged is not None and self.file is not None:
+            raise StepError(
+                f"{self.where}: ledger {self.shown} {what} ({damaged}): the database file is damaged; "
+                f"restore it from a backup, or move it aside (mv {self.file} {self.file}.damaged) to "
+                "start a new ledger, which scores every row again on the next run"
+            ) from error
         raise StepError(f"{self.where}: ledger {self.shown} {what}: {cause}") from error
 
     def known(self, dataset: str, model: str, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
         """row key -> (content hash, model version), for the keys the ledger has."""
         columns = [table.c.row_key, table.c.content_hash, table.c.model_version]
         return {row[0]: (row[1], row[2]) for row in self.rows(columns, dataset, model, keys)}
+
+    def keys(self, dataset: str, model: str) -> set[str]:
+        """Every key the ledger holds for this dataset and model."""
+        query = select(table.c.row_key).where(table.c.dataset == dataset, table.c.model == model)
+        try:
+            with self.engine.connect() as connection:
+                return set(connection.execute(query).scalars())
+        except SQLAlchemyError as e:
+            self.fail("cannot be read", e)
+
+    def forget(self, dataset: str, model: str, keys: Sequence[str]) -> None:
+        """Delete these keys' rows (in one transaction)."""
+        try:
+            with self.engine.begin() as connection:
+                for part in chunks(keys):
+                    connection.execute(
+                        delete(table).where(
+                            table.c.dataset == dataset, table.c.model == model, table.c.row_key.in_(part)
+                        )
+                    )
+        except SQLAlchemyError as e:
+            self.fail("cannot be written", e)
 
     def entries(self, dataset: str, model: str, keys: Sequence[str]) -> pd.DataFrame:
         """Everything the ledger has on these keys, one row per key."""

@@ -24,6 +24,7 @@ def predictions_table(
     keys = [new.keys[r] for r in rows]
     hashes = np.asarray([new.hashes[r] for r in rows], dtype=object)
     table = new.key_columns.iloc[rows].reset_index(drop=True)
+    table["row"] = [r + 1 for r in rows]  # the data row in the source, counted from 1: joins back
     valid_any = np.zeros(len(rows), dtype=bool)
     predictions: list[pd.Series] = []
     for number, model_plan in enumerate(plans):
@@ -92,13 +93,17 @@ def measurements(
     seconds: tuple[float, float],  # of scoring: wall, CPU
     agreement: float | None,
 ) -> dict[str, float]:
-    """The first model's counts as `rows_*`; with several models, each one's as `rows_*.<name>`."""
+    """The first model's counts as `rows_*`; with several models, each one's as `rows_*.<name>`.
+    They add up: rows_in = new + changed + rescored + skipped + refused (before scoring)
+    = scored + rejected (refused included) + skipped."""
 
     def counts(p: ModelPlan) -> dict[str, float]:
         return {
             **{f"rows_{reason}": p.counts[reason] for reason in REASONS},
+            "rows_refused": refused,
             "rows_rejected": refused + p.rejected,
             "rows_scored": p.scored,
+            "rows_gone": len(p.gone),
         }
 
     metrics: dict[str, Any] = {"rows_in": rows_in, **counts(plans[0])}
@@ -116,23 +121,27 @@ def measurements(
     return metrics
 
 
-def summary(rows_in: int, plans: list[ModelPlan], refused: dict[int, str]) -> list[str]:
+def summary(rows_in: int, plans: list[ModelPlan], refused: dict[int, str], forget_gone: bool) -> list[str]:
+    """A line per model whose counts are the metrics' and add up to the rows in, twice over: by
+    what the ledger said of each row, and by what became of it."""
     lines = []
     if refused:
         first = next(iter(refused.items()))
         lines.append(f"{len(refused)} row(s) refused before scoring (data row {first[0] + 1}: {first[1]})")
     for p in plans:
-        model = f"{p.model.name} ({p.model.version})"
-        if not p.todo:
-            lines.append(
-                f"{model}: nothing to score: all {p.counts['skipped']} rows were scored before, "
-                "from the same content, by this version"
-            )
-            continue
         c = p.counts
+        model = f"{p.model.name} ({p.model.version})"
+        head = (
+            f"{model}: nothing to score: {rows_in} rows in" if not p.todo else f"{model}: {rows_in} rows in"
+        )
+        gone = f"{len(p.gone)} row(s) gone from the source since scored " + (
+            "(deleted from the ledger: inference.forget_gone)" if forget_gone else "(kept in the ledger)"
+        )
         lines.append(
-            f"{model}: {rows_in} rows in: {c['new']} new, {c['changed']} changed, {c['rescored']} "
-            f"rescored (model version changed or inference.full), {c['skipped']} unchanged and skipped; "
-            f"{p.scored} scored, {p.rejected} rejected"
+            f"{head}: {c['new']} new, {c['changed']} changed, {c['rescored']} rescored (model version "
+            f"changed or inference.full), {c['skipped']} unchanged, {len(refused)} refused before "
+            f"scoring (no key or a repeated key); {p.scored} scored, {len(refused) + p.rejected} "
+            f"rejected ({len(refused)} before scoring, {p.rejected} by the model), {c['skipped']} "
+            f"skipped; {gone}"
         )
     return lines

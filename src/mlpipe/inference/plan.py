@@ -19,6 +19,7 @@ class ModelPlan:
     model: Model
     todo: list[int] = field(default_factory=list)  # source rows to score, in order
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    gone: list[str] = field(default_factory=list)  # keys in the ledger the source no longer has
     scored: int = 0
     rejected: int = 0
 

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 WHERE = "inference"
 SAMPLE = 5  # rows of a refused batch tried one by one before it is split: all refused alike
 SAMPLED_BATCH = 20  # ... in a batch at least this long means the source, not a row, is wrong
-REASON_LENGTH = 1000
+REASON_LENGTH = 500
+SCHEMA_FAILURE = "Failed to enforce schema of data"  # how MLflow's pyfunc starts a schema refusal
 
 _models: dict[str, PyFuncModel] = {}
 _spec: DatasetSpec | None = None
@@ -82,6 +83,11 @@ class BatchResult:
 
 
 def reason_of(error: BaseException) -> str:
+    """A refusal's reason, short and the same for rows refused alike: MLflow's schema check
+    prints the whole input frame in its message (spaced by the values), so its own cause is
+    taken instead."""
+    if SCHEMA_FAILURE in str(error) and error.__context__ is not None:
+        return f"model input schema: {reason_of(error.__context__)}"[:REASON_LENGTH]
     lines = str(error).strip().splitlines()
     return (lines[0] if lines else type(error).__name__)[:REASON_LENGTH]
 

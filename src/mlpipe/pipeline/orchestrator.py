@@ -199,7 +199,8 @@ class Pipeline:
         outputs = self.store.outputs_of(run)
         with self._lock:
             for name in step.writes.values():
-                self.produced[name] = outputs[name]
+                if name in outputs:  # a step may end with nothing to write (inference.on_busy=skip)
+                    self.produced[name] = outputs[name]
 
     def schedule(
         self, steps: list[StepSpec], depends: dict[str, set[str]], parent_id: str, done: dict[str, str]

@@ -150,6 +150,11 @@ class DataKind(ABC):
         """In the scorer: the batch as this kind holds data, of the rows that load (in the
         batch's order), and the rows that do not (position in the batch -> why)."""
 
+    def new_summary(self, new: NewData, rows: np.ndarray, spec: DatasetSpec) -> pd.DataFrame | None:
+        """The new rows at these positions as `summary` gives them, for the drift tests against
+        the reference; None where the source alone cannot say (images: every one decoded)."""
+        return None
+
 
 def names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg)

@@ -1,5 +1,13 @@
-"""A table as new data to score: each row's key (its id columns, or its content when the dataset
-names none) and a hash of its feature columns.
+"""A table as new data to score: each row's key and a hash of its feature columns.
+
+The key is the dataset's id columns (or `inference.key`); a row without one, or with one an
+earlier row has, is refused with the reason. A dataset that names no id column is keyed by
+content: the hash of the row's features and, for the second and later of identical rows, its
+occurrence among them (`<hash>#2`, `<hash>#3`; the first is the hash alone). So duplicate rows
+are distinct rows, each scored, and an edit changes that one row's key alone: the ledger sees a
+new key (scored) and a key gone (counted as gone), never a "changed" row, since without ids an
+edited row cannot be told from one removed and one added. Keying by position instead would turn
+one row inserted or deleted near the top into every row below it "changed".
 
 Both are computed from each value's canonical text, not from how pandas typed the column: a file
 read again after one edit can type a column differently (integers become floats when a value goes
@@ -22,7 +30,8 @@ from mlpipe.errors import StepError
 MISSING = "\x1e"  # a missing value's text: no real value is this control character ("" is one)
 SEPARATOR = "\x1f"
 KEY_SEPARATOR = "|"  # between the values of a key of several columns, as the ledger shows it
-CONTENT_KEY = "row_hash"  # the key column when the dataset names no id column
+CONTENT_KEY = "row_hash"  # the key columns when the dataset names no id column: the content's hash
+OCCURRENCE = "occurrence"  # ... and 1 for the first row with that content, 2 for the next, ...
 EXACT_INTEGERS = 2.0**53
 
 
@@ -74,41 +83,49 @@ def joined(columns: list[np.ndarray], rows: int) -> list[str]:
 
 
 def content_hashes(df: pd.DataFrame, spec: DatasetSpec) -> list[str]:
-    """A hash of each row's feature columns (a column the table lacks counts as missing)."""
+    """A hash of each row's feature columns (every one of them is in `df`)."""
     numeric = set(spec.roles["numeric"])
-    columns = [
-        canonical(df[c], c in numeric) if c in df.columns else np.full(len(df), MISSING, dtype=object)
-        for c in spec.features
-    ]
+    columns = [canonical(df[c], c in numeric) for c in spec.features]
     return [hashlib.blake2b(text.encode(), digest_size=16).hexdigest() for text in joined(columns, len(df))]
+
+
+def lacking(df: pd.DataFrame, names: list[str], what: str, expected: str, where: str) -> None:
+    """One line naming the columns the whole source lacks (a cell left empty is a row's problem)."""
+    absent = [c for c in names if c not in df.columns]
+    if absent:
+        raise StepError(
+            f"{where} lacks {what} column(s) {', '.join(map(repr, absent))}; found: "
+            f"{', '.join(map(str, df.columns))}; expected {expected}"
+        )
+
+
+def content_keys(hashes: list[str]) -> tuple[list[str], pd.DataFrame]:
+    """Keys of a table without ids: the hash, and `#n` for the n-th of identical rows."""
+    occurrence = pd.Series(hashes).groupby(hashes, sort=False).cumcount().to_numpy() + 1
+    keys = [h if n == 1 else f"{h}#{n}" for h, n in zip(hashes, occurrence.tolist(), strict=True)]
+    return keys, pd.DataFrame({CONTENT_KEY: hashes, OCCURRENCE: occurrence})
 
 
 def read_new_table(df: pd.DataFrame, spec: DatasetSpec, key: list[str] | None, where: str) -> NewData:
     key_names = list(spec.roles["id"]) if key is None else list(key)
-    absent = [c for c in key_names if c not in df.columns]
-    if absent:
-        raise StepError(
-            f"{where} lacks key column(s) {', '.join(map(repr, absent))}; found: "
-            f"{', '.join(map(str, df.columns))}; expected the dataset's id columns or inference.key"
-        )
+    lacking(df, key_names, "key", "the dataset's id columns or inference.key", where)
+    lacking(df, spec.features, "feature", f"every feature column of dataset '{spec.name}'", where)
     hashes = content_hashes(df, spec)
-    refused: dict[int, str] = {}
     if not key_names:
-        keys, key_columns = list(hashes), pd.DataFrame({CONTENT_KEY: hashes})
-    else:
-        parts = [canonical(df[c], pd.api.types.is_numeric_dtype(df[c])) for c in key_names]
-        keys = [KEY_SEPARATOR.join(values) for values in zip(*parts, strict=True)]
-        for column, values in zip(key_names, parts, strict=True):
-            for row in np.flatnonzero(values == MISSING).tolist():
-                refused.setdefault(row, f"no key: column '{column}' is empty")
-        key_columns = df[key_names].reset_index(drop=True)
+        keys, key_columns = content_keys(hashes)
+        return NewData(keys, hashes, key_columns, {}, df.reset_index(drop=True))
+    refused: dict[int, str] = {}
+    parts = [canonical(df[c], pd.api.types.is_numeric_dtype(df[c])) for c in key_names]
+    keys = [KEY_SEPARATOR.join(values) for values in zip(*parts, strict=True)]
+    for column, values in zip(key_names, parts, strict=True):
+        for row in np.flatnonzero(values == MISSING).tolist():
+            refused.setdefault(row, f"no key: column '{column}' is empty")
     first: dict[str, int] = {}
     for row, value in enumerate(keys):
         if row in refused:
             continue
         if value in first:
-            what = f"key '{value}'" if key_names else "content (the dataset names no id column)"
-            refused[row] = f"{what} repeats data row {first[value] + 1}"
+            refused[row] = f"key '{value}' repeats data row {first[value] + 1}"
         else:
             first[value] = row
-    return NewData(keys, hashes, key_columns, refused, df.reset_index(drop=True))
+    return NewData(keys, hashes, df[key_names].reset_index(drop=True), refused, df.reset_index(drop=True))

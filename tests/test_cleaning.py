@@ -73,12 +73,21 @@ def test_the_signature_names_the_features_and_leaves_their_values_to_the_model(n
 
 
 def test_config_errors_name_the_problem():
-    base = {"name": "x", "target": "y", "task": "regression", "columns": {"numeric": ["a"]}}
-    with pytest.raises(StepError, match="task 'forecast' is not one of"):
+    base = {
+        "name": "x",
+        "source": "x.csv",
+        "target": "y",
+        "task": "regression",
+        "columns": {"numeric": ["a"]},
+        "metrics": {"validation": "val_mae", "test": "mae", "direction": "minimize"},
+    }
+    with pytest.raises(
+        StepError, match="key 'task' is 'forecast'; expected 'regression' or 'classification'"
+    ):
         DatasetSpec.from_dict({**base, "task": "forecast"})
-    with pytest.raises(StepError, match=r"unknown column role\(s\) \['nums'\]"):
+    with pytest.raises(StepError, match=r"unknown key 'columns.nums'; expected one of numeric, categorical"):
         DatasetSpec.from_dict({**base, "columns": {"nums": ["a"]}})
-    with pytest.raises(StepError, match="column 'a' has two roles"):
+    with pytest.raises(StepError, match=r"column 'a' is named twice \(numeric and categorical\)"):
         DatasetSpec.from_dict({**base, "columns": {"numeric": ["a"], "categorical": ["a"]}})
     with pytest.raises(StepError, match="missing key 'target'"):
         DatasetSpec.from_dict({k: v for k, v in base.items() if k != "target"})

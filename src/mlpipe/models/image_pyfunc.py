@@ -43,8 +43,10 @@ def decode(data: bytes, what: str) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             return pixels_of(image).astype(np.float32)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise ImageInputError(f"{what}: not a readable PNG or JPEG image ({e})") from None
+    except UnidentifiedImageError:  # its message names an in-memory file object: not the user's
+        raise ImageInputError(f"{what}: not a readable PNG or JPEG image") from None
+    except (OSError, ValueError) as e:
+        raise ImageInputError(f"{what}: a damaged PNG or JPEG image ({e})") from None
 
 
 def as_pixels(value: Any, what: str) -> np.ndarray:

@@ -104,7 +104,11 @@ def check_name(step: Step, params: Params, chosen: promotion.Candidate, client: 
 
     family = promotion.family_of(client, chosen.version)
     named = named_family(params.model_name, groups().get("model", []))
-    if named is not None and named != family.name:
+    if family.name == "unknown":  # an export whose train run recorded no model config
+        step.log.warning(
+            "%s: its train run names no model config; its family is not checked", chosen.version.ref
+        )
+    elif named is not None and named != family.name:
         raise StepError(
             f"{step.name}: promote.model_name '{params.model_name}' names {named}, but the candidate "
             f"{chosen.version.ref} is a {family.describe()} model; promote into a name that names no "

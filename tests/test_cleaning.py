@@ -62,10 +62,15 @@ def test_numbers_written_as_text_are_accepted(nyc_small: pd.DataFrame, nyc_spec:
     assert pd.api.types.is_numeric_dtype(df.price)
 
 
-def test_the_signature_names_the_features_and_leaves_their_values_to_the_model(nyc_spec: DatasetSpec):
+def test_the_signature_names_the_features_with_the_type_of_their_role(nyc_spec: DatasetSpec):
     signature = signature_of(nyc_spec, "double", predict_methods=False)
     assert signature.inputs.input_names() == nyc_spec.features
-    assert {c.type.to_dict()["type"] for c in signature.inputs.inputs} == {"any"}
+    types = {c.name: c.type.name for c in signature.inputs.inputs}
+    assert {types[c] for c in nyc_spec.roles["numeric"]} == {"double"}
+    assert {
+        types[c] for role in ("categorical", "ordinal", "text", "date") for c in nyc_spec.roles[role]
+    } == {"string"}
+    assert signature.inputs.pandas_types()  # what the scoring server reads text/csv with
     assert signature.params is None
     assert (
         signature_of(nyc_spec, "string", predict_methods=True).params.to_dict()[0]["name"] == "predict_method"
@@ -73,12 +78,21 @@ def test_the_signature_names_the_features_and_leaves_their_values_to_the_model(n
 
 
 def test_config_errors_name_the_problem():
-    base = {"name": "x", "target": "y", "task": "regression", "columns": {"numeric": ["a"]}}
-    with pytest.raises(StepError, match="task 'forecast' is not one of"):
+    base = {
+        "name": "x",
+        "source": "x.csv",
+        "target": "y",
+        "task": "regression",
+        "columns": {"numeric": ["a"]},
+        "metrics": {"validation": "val_mae", "test": "mae", "direction": "minimize"},
+    }
+    with pytest.raises(
+        StepError, match="key 'task' is 'forecast'; expected 'regression' or 'classification'"
+    ):
         DatasetSpec.from_dict({**base, "task": "forecast"})
-    with pytest.raises(StepError, match=r"unknown column role\(s\) \['nums'\]"):
+    with pytest.raises(StepError, match=r"unknown key 'columns.nums'; expected one of numeric, categorical"):
         DatasetSpec.from_dict({**base, "columns": {"nums": ["a"]}})
-    with pytest.raises(StepError, match="column 'a' has two roles"):
+    with pytest.raises(StepError, match=r"column 'a' is named twice \(numeric and categorical\)"):
         DatasetSpec.from_dict({**base, "columns": {"numeric": ["a"], "categorical": ["a"]}})
     with pytest.raises(StepError, match="missing key 'target'"):
         DatasetSpec.from_dict({k: v for k, v in base.items() if k != "target"})

@@ -24,7 +24,11 @@ from mlpipe.tracking.wandb_mirror import Mirror
 from tests.conftest import DATASETS, TrainedStore, run_main
 from tests.wandb_records import isolate_wandb, offline_runs
 
-NYC_MODELS = ["random_forest", "hist_gradient_boosting", "logistic_regression"]
+NYC_MODELS = ["random_forest", "hist_gradient_boosting", "linear"]
+ESTIMATORS = {
+    "random_forest": "RandomForestRegressor",
+    "hist_gradient_boosting": "HistGradientBoostingRegressor",
+}
 
 
 def load_dataset(name: str) -> dict:
@@ -122,10 +126,15 @@ def test_a_model_override_applies_to_the_models_whose_config_has_the_key() -> No
         )
 
 
-def test_a_model_for_another_kind_of_data_or_an_unknown_model_stops_the_comparison() -> None:
+def test_an_unknown_model_stops_the_comparison_one_for_another_kind_is_a_failed_row() -> None:
     pinned = {"trainval_data": "trainval_data:v0", "test_data": "test_data:v0"}
-    with pytest.raises(StepError, match="model 'cnn' trains on images datasets, but dataset 'penguins'"):
-        comparison_jobs.plan(["random_forest", "cnn"], [], pinned, load_dataset("penguins"), "p")
+    forest, cnn = comparison_jobs.plan(["random_forest", "cnn"], [], pinned, load_dataset("penguins"), "p")
+    assert forest.cfg is not None and not forest.error
+    assert cnn.cfg is None and cnn.error == (
+        "compare: model 'cnn' trains on images datasets, but dataset 'penguins' is of kind table; take it "
+        "out of compare.models (models for table datasets: hist_gradient_boosting, linear, "
+        "logistic_regression, random_forest)"
+    )
     with pytest.raises(
         StepError, match=r"compare.models is \['nope'\]; expected one or more of .*random_forest"
     ):
@@ -135,6 +144,16 @@ def test_a_model_for_another_kind_of_data_or_an_unknown_model_stops_the_comparis
     )
     assert forest.cfg is not None and prod.cfg is None
     assert "no model_export version is aliased prod" in prod.error
+
+
+def test_each_model_is_labelled_with_what_it_trains_and_out_of_range_predictions_are_counted() -> None:
+    assert comparison.estimator_label({"model.estimator._target_": "sklearn.linear_model.Ridge"}) == "Ridge"
+    assert comparison.estimator_label({"model.component": "train_torch"}) == "CNN (torch)"
+    found = comparison.out_of_range([-5.0, 10.0, 200.0, 351.0, 400.0], trained_on=[10.0, np.nan, 350.0])
+    assert (found.low, found.high, found.below, found.above, found.count) == (10.0, 350.0, 1, 2, 3)
+    assert found.describe(5, "price") == (
+        "3 of 5 predictions outside the training range of price [10, 350] (1 below, 2 above)"
+    )
 
 
 def test_compare_gets_the_overrides_and_needs_no_model_for_the_datas_kind(tmp_path: Path) -> None:
@@ -235,6 +254,14 @@ def test_three_models_on_nyc_on_one_snapshot(
         "model.estimator.n_estimators=8 model.estimator.n_jobs=1"
     )
     assert report.run.data.metrics["random_forest.mae"] == pytest.approx(summary.loc["random_forest", "mae"])
+    # linear is Ridge for a regression, and says so; a forest never predicts outside the prices it
+    # was trained on (its leaves average training rows), Ridge does (negative prices)
+    assert summary["estimator"].to_dict() == {**ESTIMATORS, "linear": "Ridge"}
+    assert summary.loc["random_forest", "outside_train_range"] == 0
+    assert summary.loc["linear", "outside_train_range"] > 0
+    assert (
+        report.run.data.metrics["linear.outside_train_range"] == summary.loc["linear", "outside_train_range"]
+    )
     assert report.run.data.tags["best_model"] == summary.iloc[0]["model"]
 
     buckets = report.table("error_by_bucket")
@@ -252,6 +279,7 @@ def test_three_models_on_nyc_on_one_snapshot(
         "trained on trainval_data:v0, tested on test_data:v0" in page
         and "## Error by bucket of price" in page
     )
+    assert "linear: " in page and "predictions outside the training range of price [10, 350]" in page
 
 
 @pytest.mark.slow
@@ -265,7 +293,7 @@ def test_penguins_per_label_a_failed_model_and_prod(tmp_path: Path, one_thread: 
             "dataset=penguins",
             "main.executor=inprocess",
             "main.steps=compare",
-            "compare.models=[random_forest,hist_gradient_boosting,logistic_regression]",
+            "compare.models=[random_forest,hist_gradient_boosting,logistic_regression,cnn]",
             "compare.include_prod=true",
             "model=logistic_regression",
             "model.estimator_by_task.classification.C=-1.0",  # logistic regression only: it fails to train
@@ -276,9 +304,13 @@ def test_penguins_per_label_a_failed_model_and_prod(tmp_path: Path, one_thread: 
     assert done.returncode == 0, done.stderr[-3000:]
     report = Report(uri, "penguins", tmp_path)
     summary = report.summary
-    assert list(summary["model"])[-1] == "logistic_regression"
+    assert list(summary["model"])[-2:] == ["logistic_regression", "cnn"]  # failed, in the order named
     failed = summary.loc["logistic_regression"]
     assert failed["status"] == "FAILED" and pd.isna(failed["rank"]) and "'C' parameter" in failed["error"]
+    assert failed["estimator"] == "LogisticRegression"  # the earlier name of linear
+    wrong_kind = summary.loc["cnn"]  # an image model on a table: a row, the others still ran
+    assert wrong_kind["status"] == "FAILED" and "take it out of compare.models" in wrong_kind["error"]
+    assert "outside_train_range" not in summary  # a classification: no range to leave
     ok = summary[summary["status"] == "FINISHED"]
     assert sorted(ok["model"]) == ["hist_gradient_boosting", "prod", "random_forest"]
     assert set(summary["trainval_data"]) == {"trainval_data:v0"} and set(summary["test_data"]) == {

@@ -101,14 +101,14 @@ def test_digits_cnn_pipeline_end_to_end(tracking_uri: str, tmp_path: Path) -> No
     assert promote.data.tags["decision"] == "promoted"
     assert promote.data.metrics["candidate_accuracy"] == test.data.metrics["accuracy"]
     assert store.resolve("model_export:prod").digest == model.digest
-    assert str(client.get_model_version_by_alias("digits_cnn", "prod").version) == "1"
+    prod = client.get_model_version_by_alias("digits", "prod")  # the dataset's registered model
+    assert str(prod.version) == "1" and prod.tags["mlpipe.model"] == "cnn"
 
-    # Served like the tabular model. A TorchScript export is a pickle-format MLflow model, which
-    # the server loads only when told it may (MLFLOW_ALLOW_PICKLE_DESERIALIZATION).
+    # Served like the tabular model, pixel arrays as before (PNG files: test_serving.py).
     pixels = read_arrays(store.download(store.resolve("test_data:latest"), tmp_path), "test_data").images
     batch = pixels[:8].astype(np.float32)
     expected = np.asarray(load_pyfunc(store.download(model, tmp_path / "model")).predict(batch))
-    with served("models:/digits_cnn@prod", tracking_uri, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true") as base:
+    with served("models:/digits@prod", tracking_uri) as base:
         request = urllib.request.Request(
             f"{base}/invocations",
             json.dumps({"inputs": batch.tolist()}).encode(),

@@ -32,8 +32,9 @@ def model_config(model: str, dataset: str) -> dict:
     [
         ("hist_gradient_boosting", "nyc_airbnb", HistGradientBoostingRegressor),
         ("hist_gradient_boosting", "penguins", HistGradientBoostingClassifier),
-        ("logistic_regression", "nyc_airbnb", Ridge),  # its regression counterpart, picked by task
-        ("logistic_regression", "penguins", LogisticRegression),
+        ("linear", "nyc_airbnb", Ridge),  # picked by task
+        ("linear", "penguins", LogisticRegression),
+        ("logistic_regression", "nyc_airbnb", Ridge),  # the earlier name of linear still works
     ],
 )
 def test_tabular_families_pick_their_estimator_by_task_and_train(
@@ -44,7 +45,7 @@ def test_tabular_families_pick_their_estimator_by_task_and_train(
     data = clean(raw, spec, "test").data
     pipeline = build_model(spec, model_config(model, dataset))
     assert isinstance(pipeline.named_steps["estimator"], estimator)
-    linear = model == "logistic_regression"
+    linear = model in ("linear", "logistic_regression")
     assert isinstance(pipeline.named_steps.get("standardize"), StandardScaler) == linear
     with threadpool_limits(1):  # OpenMP (gradient boosting) crawls on a busy shared machine
         pipeline.fit(spec.kind.model_input(data, spec), data[spec.target])
@@ -52,6 +53,12 @@ def test_tabular_families_pick_their_estimator_by_task_and_train(
     assert len(predicted) == len(data)
     if spec.task == "classification":
         assert (predicted == data[spec.target]).mean() > 0.9  # penguins separate well
+
+
+def test_logistic_regression_is_the_linear_config_recorded_as_linear() -> None:
+    for dataset in ("nyc_airbnb", "penguins"):
+        old, new = model_config("logistic_regression", dataset), model_config("linear", dataset)
+        assert old == new and new["name"] == "linear"
 
 
 def test_cnn_small_is_a_smaller_network_than_cnn() -> None:
@@ -68,8 +75,9 @@ def test_cnn_small_is_a_smaller_network_than_cnn() -> None:
 @pytest.mark.parametrize(
     "sweep",
     [
-        ["model=random_forest,hist_gradient_boosting,logistic_regression", "-m"],
-        ["model=logistic_regression", "model.estimator_by_task.classification.C=0.1,1,10", "-m"],
+        ["model=random_forest,hist_gradient_boosting,linear", "-m"],
+        ["model=linear", "model.estimator_by_task.classification.C=0.1,1,10", "-m"],
+        ["model=logistic_regression", "model.estimator_by_task.regression.alpha=0.1,1", "-m"],
         ["model=hist_gradient_boosting", "model.estimator.max_iter=50,100", "-m"],
         ["dataset=digits", "model=cnn_small", "model.lr=0.01,0.003", "-m"],
     ],

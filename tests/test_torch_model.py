@@ -3,6 +3,8 @@ and their reload in a fresh process that cannot import the project."""
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import subprocess
 import sys
@@ -10,9 +12,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
+from mlflow.exceptions import MlflowException
 from torch import nn
 
 from mlpipe.data.kinds.images import files as images
@@ -120,9 +124,68 @@ def test_export_reloads_in_a_fresh_process_without_the_project(tmp_path: Path, e
     )
     np.testing.assert_allclose(fresh, eager, atol=1e-5)
     served = load_pyfunc(path)
-    assert served.metadata.metadata["classes"] == classes
-    assert list(served.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 1, 8, 8]
+    assert served.metadata.metadata["classes"] == classes and served.metadata.metadata["channels"] == 1
+    assert served.metadata.signature.inputs.input_names() == ["image"]
     np.testing.assert_allclose(np.asarray(served.predict(batch)), eager, atol=1e-5)
+    with torch.no_grad():  # any size, through the pyfunc as through plain torch
+        bigger = (np.random.default_rng(2).random((2, 1, 20, 12)) * 255).astype(np.float32)
+        np.testing.assert_allclose(served.predict(bigger), model(torch.from_numpy(bigger)).numpy(), atol=1e-5)
+
+
+def png(pixels: np.ndarray, mode: str) -> bytes:
+    """(H, W) or (H, W, C) uint8 pixels as a PNG file's bytes."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), mode=mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("export_format", ["torchscript", "torch_export"])
+def test_the_pyfunc_takes_encoded_images_of_any_size_gray_or_rgb(tmp_path: Path, export_format: str) -> None:
+    model = classifier()  # trained on one channel, 8x8
+    path, _ = export_model(
+        model, export_format, torch.rand(8, 1, 8, 8) * 255, list("0123456789"), tmp_path / "m"
+    )
+    served = load_pyfunc(path)
+    rng = np.random.default_rng(3)
+    gray = (rng.random((8, 8)) * 255).round()
+    big = (rng.random((16, 16)) * 255).round()
+    rgb = np.stack([big, big, big], axis=-1)  # gray in three channels: its luminance is itself
+
+    def eager(pixels: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(pixels[None, None].astype(np.float32))).numpy()[0]
+
+    rows = pd.DataFrame(
+        {
+            "image": [
+                base64.b64encode(png(gray, "L")).decode(),  # base64 text, as JSON carries it
+                png(rgb, "RGB"),  # the file's bytes
+                f"data:image/png;base64,{base64.b64encode(png(big, 'L')).decode()}",
+                gray.tolist(),  # pixels [H, W]
+            ]
+        }
+    )
+    got = served.predict(rows)
+    for row, pixels in enumerate([gray, big, big, gray]):
+        np.testing.assert_allclose(got[row], eager(pixels), atol=1e-4)
+
+    for image, message in [
+        ("not base64!", "row 1 of column 'image': text that is not base64"),
+        (
+            base64.b64encode(b"GIF89a no image").decode(),
+            "row 1 of column 'image': not a readable PNG or JPEG",
+        ),
+        (
+            np.zeros((2, 5, 6, 7)).tolist(),
+            r"pixels of shape \[2, 5, 6, 7\]; expected \[H, W\] or \[C, H, W\]",
+        ),
+    ]:
+        with pytest.raises(MlflowException, match=message):
+            served.predict(pd.DataFrame({"image": [image]}))
+    with pytest.raises(MlflowException, match=r"columns \['pixels'\]; expected a column 'image'"):
+        served.predict(pd.DataFrame({"pixels": [1]}))
 
 
 def test_fresh_process_really_cannot_import_the_project(tmp_path: Path) -> None:

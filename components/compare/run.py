@@ -44,6 +44,17 @@ CONTRACT = StepContract(
 )
 
 
+def planned_params(cfg: Any) -> dict[str, str]:
+    """The `model.*` parameters a job's train run would log that name what it trains."""
+    from omegaconf import OmegaConf
+
+    names = ("model.estimator._target_", "model.component")
+    try:
+        return {n: str(OmegaConf.select(cfg, n, default="")) for n in names}
+    except Exception:  # a config that does not resolve: its row says why
+        return {}
+
+
 def model_row(step: Step, result: JobResult, test: Any) -> tuple[dict, Prediction | None]:
     """A model's row of the summary, and its predictions on the test data (None when it failed):
     the metrics its test_model run logged, the data versions its runs read, its training time, and
@@ -51,12 +62,18 @@ def model_row(step: Step, result: JobResult, test: Any) -> tuple[dict, Predictio
     import math
 
     from mlpipe.models import scoring
-    from mlpipe.models.comparison import FAILED, FINISHED
+    from mlpipe.models.comparison import FAILED, FINISHED, estimator_label
     from mlpipe.pipeline.cache import TAG_REUSED
-    from mlpipe.pipeline.comparison_jobs import MODEL_STEPS
+    from mlpipe.pipeline.comparison_jobs import MODEL_STEPS, PROD
 
     spec = step.spec
-    row: dict[str, Any] = {"model": result.job.name, "status": FINISHED if result.ok else FAILED}
+    row: dict[str, Any] = {
+        "model": result.job.name,
+        "estimator": "",
+        "status": FINISHED if result.ok else FAILED,
+    }
+    if result.job.cfg is not None and result.job.name != PROD:  # what it was to train, if it failed
+        row["estimator"] = estimator_label(planned_params(result.job.cfg))
     if not result.ok or "test_model" not in result.step_runs:
         row["error"] = result.error or "no test_model run"
         row["status"] = FAILED
@@ -66,6 +83,7 @@ def model_row(step: Step, result: JobResult, test: Any) -> tuple[dict, Predictio
     export = step.store.version_with("model_export", read["model_export"])
     trained = result.step_runs.get("train") or step.store.producers(export)[0]
     trained_on = step.store.inputs_of(trained).get("trainval_data")
+    row["estimator"] = estimator_label(trained.data.params)  # what was trained, prod's too
     _, folder = step.use(export.ref)
     model = scoring.load(folder)
     prediction, scores = scoring.evaluate(model, test, spec)
@@ -95,7 +113,7 @@ def model_row(step: Step, result: JobResult, test: Any) -> tuple[dict, Predictio
     return row, prediction
 
 
-SUMMARY_COLUMNS = ["rank", "model", "status", "tied"]  # then the test metrics, then the rest
+SUMMARY_COLUMNS = ["rank", "model", "estimator", "status", "tied"]  # then the test metrics, the rest
 RECORD_COLUMNS = ["model", "trainval_data", "test_data", "model_export", "pipeline_run", "skipped_overrides"]
 
 
@@ -142,6 +160,7 @@ def write_report(
     parts: Breakdown,
     predictions: dict,
     test: Any,
+    notes: list[str],
 ) -> list[str]:
     """The report's plots (logged to the run too), tables and pages in `folder`; the best model(s)."""
     from mlpipe.models import comparison_report
@@ -170,6 +189,7 @@ def write_report(
         f"{spec.name}: {data} ({spec.kind.size(test)} rows). Ranked by test {metric} ({direction}); "
         f"best: {', '.join(best)}{' (tied)' if len(best) > 1 else ''}"
         + (f"; failed: {', '.join(failed)}." if failed else ".")
+        + "".join(f" {note}." for note in notes)
     )
     measured = [c for c in summary.columns if c not in SUMMARY_COLUMNS + RECORD_COLUMNS]
     sections = [
@@ -196,19 +216,29 @@ def run(params: Params) -> None:
         mlflow.MlflowClient().update_run(step.run_id, name=RUN_NAME)
         step.wandb.rename(RUN_NAME)
         spec = step.spec
-        trainval, _ = step.use(params.trainval_artifact)
+        trainval, trainval_data = step.read_data(params.trainval_artifact)
         tested, test = step.read_data(params.test_artifact)
         rows, predictions = run_models(step, params, {v.name: v for v in (trainval, tested)}, test)
         if not predictions:
             reasons = "; ".join(f"{r['model']}: {r.get('error', '')}" for r in rows)
             raise StepError(f"compare: every model failed; {reasons}")
+        notes = []
+        if spec.task == "regression":  # values no training row had (a linear model's negative prices)
+            known = spec.kind.target(trainval_data, spec)
+            for row in rows:
+                if row["model"] in predictions:
+                    found = comparison.out_of_range(predictions[row["model"]], known)
+                    row["outside_train_range"] = found.count
+                    if found.count:
+                        notes.append(f"{row['model']}: {found.describe(spec.kind.size(test), spec.target)}")
+                        step.log.warning("%s", notes[-1])
         metric = spec.metrics.test
         summary = comparison.ranked(rows, metric, spec.metrics.direction)
         summary = summary[[*SUMMARY_COLUMNS, *(c for c in summary.columns if c not in SUMMARY_COLUMNS)]]
         actual = spec.kind.target(test, spec)
         parts = comparison.breakdown(spec.task, actual, predictions, params.buckets, spec.target)
         folder = step.workdir / "out" / params.report_artifact
-        best = write_report(step, folder, summary, parts, predictions, test)
+        best = write_report(step, folder, summary, parts, predictions, test, notes)
 
         mlflow.log_table(summary, "comparison.json")
         mlflow.log_table(parts.table, f"{parts.name}.json")
@@ -218,7 +248,7 @@ def run(params: Params) -> None:
         scores = {
             f"{row.model}.{name}": float(getattr(row, name))
             for row in finished.itertuples()
-            for name in (metric, spec.metrics.validation)
+            for name in (metric, spec.metrics.validation, "outside_train_range")
             if name in finished and pandas.notna(getattr(row, name))
         }
         step.log_metrics({**scores, "models": len(summary), "failed_models": len(summary) - len(finished)})
@@ -230,7 +260,8 @@ def run(params: Params) -> None:
             description=f"{len(summary)} models compared on {spec.name} by test {metric}",
             metadata={"models": list(summary["model"]), "best": best, "metric": metric},
         )
-        columns = ["rank", "model", "status", metric, "train_seconds", "latency_ms", "reused", "error"]
+        columns = ["rank", "model", "estimator", "status", metric, "outside_train_range", "train_seconds"]
+        columns = [c for c in [*columns, "latency_ms", "reused", "error"] if c in summary]
         shown = summary.reindex(columns=columns).astype(object).fillna("").to_dict("records")
         step.log.info("comparison by test %s:\n%s", metric, format_table(shown, columns))
         step.log.info("report: %s/comparison.html", mlflow.get_artifact_uri(params.report_artifact))

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Params(StepParams):
-    model_name: str = param("Name in the MLflow Model Registry")
+    model_name: str = param("MLflow Model Registry name (one ending in _<model> holds that model only)")
     candidates: str = param("experiment, sweep:last, sweep:<sweep dir> or runs:<id>,<id>,...")
     metric: str = param("Metric of the train runs that picks the best candidate")
     direction: str = param("minimize or maximize (the metrics' direction)")
@@ -91,6 +91,60 @@ def load_prod(step: Step, params: Params, current: ModelVersion) -> Any | None:
         return None
 
 
+def named_family(name: str, families: list[str]) -> str | None:
+    """The model config a registry name ends in (`nyc_airbnb_random_forest`), if any."""
+    endings = [f for f in families if name.endswith(f"_{f}")]
+    return max(endings, key=len) if endings else None
+
+
+def check_name(step: Step, params: Params, chosen: promotion.Candidate, client: MlflowClient) -> str:
+    """A registry name that names a family holds only that family (the names of an earlier
+    default, `<dataset>_<model>`, stay usable for their own family); return the candidate's family."""
+    from mlpipe.pipeline.config import groups
+
+    family = promotion.family_of(client, chosen.version)
+    named = named_family(params.model_name, groups().get("model", []))
+    if family.name == "unknown":  # an export whose train run recorded no model config
+        step.log.warning(
+            "%s: its train run names no model config; its family is not checked", chosen.version.ref
+        )
+    elif named is not None and named != family.name:
+        raise StepError(
+            f"{step.name}: promote.model_name '{params.model_name}' names {named}, but the candidate "
+            f"{chosen.version.ref} is a {family.describe()} model; promote into a name that names no "
+            f"family (the default, the dataset's name '{step.spec.name}'), or pick {named} candidates"
+        )
+    return family.describe()
+
+
+def note_earlier_registries(step: Step, params: Params, client: MlflowClient) -> None:
+    """A first promotion into a new name: say where earlier defaults (`<dataset>_<model>`) left
+    prod, which stays as it was."""
+    from mlflow.exceptions import MlflowException
+
+    from mlpipe.pipeline.config import groups
+
+    try:
+        client.get_registered_model(params.model_name)
+        return
+    except MlflowException:
+        pass
+    for family in groups().get("model", []):
+        old = f"{step.spec.name}_{family}"
+        holder = promotion.alias_version(client, old, params.alias) if old != params.model_name else None
+        if holder is not None:
+            step.log.info(
+                "'%s' is new: the earlier registry '%s' (%s: version %s) is left as it was; "
+                "promote.model_name=%s and inference.model_name=%s keep using it",
+                params.model_name,
+                old,
+                params.alias,
+                holder.version,
+                old,
+                old,
+            )
+
+
 def run(params: Params) -> None:
     from mlpipe.models import scoring
 
@@ -116,6 +170,8 @@ def run(params: Params) -> None:
                 params.metric,
                 chosen.value,
             )
+        family = check_name(step, params, chosen, client)
+        note_earlier_registries(step, params, client)
         step.store.record_use(step.run_id, chosen.version)
         test_version, test = step.read_data(params.test_artifact)
         candidate_score = gate_score(
@@ -160,6 +216,7 @@ def run(params: Params) -> None:
             {
                 "decision": decision,
                 "candidate_version": registered.version if registered else "not registered",
+                "candidate_model": family,
                 "prod_version_before": current.version if current else "none",
                 "test_artifact": test_version.ref,
             }
@@ -170,9 +227,9 @@ def run(params: Params) -> None:
             versus = f"prod version {current.version}, which cannot be loaded"
         else:
             versus = f"prod version {current.version} {prod_score:.4g}"
-        candidate = chosen.version.ref  # and its registry version, once it has one
+        candidate = f"{chosen.version.ref}, {family}"  # and its registry version, once it has one
         if registered is not None:
-            candidate = f"version {registered.version} ({candidate})"
+            candidate = f"version {registered.version} of {params.model_name} ({candidate})"
         step.log.info(
             "%s: candidate %s %s %.4g vs %s on %s (tolerance %g)",
             decision,

@@ -1,6 +1,7 @@
 """train (images): trains the image network from config (early stopping on the validation loss),
 checks the scripted `Sequential` (resize, normalize, network, softmax) against the eager one, and
-exports it with a tensor signature."""
+exports it to take images as users have them: PNG or JPEG files (base64 in JSON) or pixels, of any
+size, grayscale or RGB."""
 
 from __future__ import annotations
 
@@ -64,14 +65,13 @@ def run(params: TrainParams) -> None:
             return as_input(images).to(device), y.to(device)
 
         step.log.info(
-            "training on %s: %d images (%d for validation), %d classes, %dx%d -> %dx%d, %d parameters",
+            "training on %s: %d images (%d for validation), %d classes, [H, W] %s to %s, %d parameters",
             device,
             len(train_set),
             len(val_set),
             len(classes),
-            height,
-            width,
-            *input_size,
+            [height, width],
+            list(input_size),
             sum(p.numel() for p in network.parameters()),
         )
 

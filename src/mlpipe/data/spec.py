@@ -11,16 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlpipe.data import dataset_schema
+from mlpipe.data.dataset_schema import DIRECTIONS, FEATURE_ROLES, OTHER_ROLES, TASKS
 from mlpipe.errors import StepError
 from mlpipe.yaml_file import load_yaml
 
 if TYPE_CHECKING:
     from mlpipe.data.kinds import DataKind
 
-FEATURE_ROLES = ("numeric", "categorical", "ordinal", "text", "date")
-OTHER_ROLES = ("id", "ignored")
-TASKS = ("regression", "classification")
-DIRECTIONS = ("minimize", "maximize")
+__all__ = ["DIRECTIONS", "FEATURE_ROLES", "OTHER_ROLES", "TASKS", "DatasetSpec", "Metrics"]
 # Keys naming columns of the data (as the kind's `summary` has them) that every kind reads.
 COLUMN_KEYS = ("checks.drift_columns", "checks.ks_columns", "stratify_by")
 
@@ -53,46 +52,31 @@ class DatasetSpec:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any], where: str = "dataset config") -> DatasetSpec:
+        """The spec of a dataset config, checked against its schema first (one line per mistake)."""
         from mlpipe.data import kinds
 
+        checked = dataset_schema.check(config, where)
         config = dict(config)
-        for key in ("name", "target", "task", "columns"):
-            if key not in config:
-                raise StepError(f"{where}: missing key '{key}'")
-        if config["task"] not in TASKS:
-            raise StepError(f"{where}: task '{config['task']}' is not one of {', '.join(TASKS)}")
-        kind = kinds.get(str(config.get("kind") or "table"), where)
-        columns = dict(config["columns"] or {})
-        unknown = set(columns) - set(FEATURE_ROLES) - set(OTHER_ROLES)
-        if unknown:
-            raise StepError(
-                f"{where}: unknown column role(s) {sorted(unknown)}; expected one of "
-                f"{', '.join(FEATURE_ROLES + OTHER_ROLES)}"
-            )
-        ordinal = dict(columns.get("ordinal") or {})
-        roles = {role: list(columns.get(role) or []) for role in FEATURE_ROLES + OTHER_ROLES}
-        roles["ordinal"] = list(ordinal)
-        seen: dict[str, str] = {}
-        for role, names in roles.items():
-            for column in names:
-                if column in seen or column == config["target"]:
-                    raise StepError(
-                        f"{where}: column '{column}' has two roles ({seen.get(column, 'target')} and {role})"
-                    )
-                seen[column] = role
+        kind = kinds.get(checked.kind, where)
+        columns = getattr(checked, "columns", None)
+        ordinal = dict(columns.ordinal) if isinstance(columns, dataset_schema.Columns) else {}
+        roles = {
+            role: list(getattr(columns, role)) if isinstance(columns, dataset_schema.Columns) else []
+            for role in FEATURE_ROLES + OTHER_ROLES
+        }
         return cls(
-            name=str(config["name"]),
+            name=checked.name,
             kind=kind,
-            source=str(config.get("source") or ""),
-            target=str(config["target"]),
-            task=str(config["task"]),
+            source=checked.source,
+            target=checked.target,
+            task=checked.task,
             roles=roles,
-            metrics=_metrics(config.get("metrics"), str(config["task"]), where),
+            metrics=Metrics(checked.metrics.validation, checked.metrics.test, checked.metrics.direction),
             ordinal_categories={k: [str(c) for c in v] for k, v in ordinal.items()},
-            cleaning=dict(config.get("cleaning") or {}),
-            checks=dict(config.get("checks") or {}),
-            stratify_by=config.get("stratify_by"),
-            options=dict(config.get(kind.options_key) or {}) if kind.options_key else {},
+            cleaning=_with_defaults(checked, config, "cleaning"),
+            checks=_with_defaults(checked, config, "checks"),
+            stratify_by=checked.stratify_by,
+            options=_with_defaults(checked, config, kind.options_key) if kind.options_key else {},
             config=config,
         )
 
@@ -144,18 +128,8 @@ class DatasetSpec:
             raise StepError(f"{where}: {'; '.join(missing)} (its columns: {', '.join(map(str, columns))})")
 
 
-DEFAULT_METRICS = {
-    "regression": Metrics("val_mae", "mae", "minimize"),
-    "classification": Metrics("val_accuracy", "accuracy", "maximize"),
-}
-
-
-def _metrics(given: Any, task: str, where: str) -> Metrics:
-    if not given:
-        return DEFAULT_METRICS[task]
-    values = {**DEFAULT_METRICS[task].__dict__, **dict(given)}
-    if values["direction"] not in DIRECTIONS:
-        raise StepError(
-            f"{where}: metrics.direction '{values['direction']}' is not one of {', '.join(DIRECTIONS)}"
-        )
-    return Metrics(str(values["validation"]), str(values["test"]), str(values["direction"]))
+def _with_defaults(checked: dataset_schema.DatasetFile, config: Mapping[str, Any], key: str) -> dict:
+    """A section as the file writes it, with the schema's defaults for the keys it leaves out."""
+    defaults = getattr(checked, key).model_dump(mode="json")
+    given = dict(config.get(key) or {})
+    return {**{k: v for k, v in defaults.items() if k not in given}, **given}

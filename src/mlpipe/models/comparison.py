@@ -34,6 +34,42 @@ def ranked(rows: list[dict[str, Any]], metric: str, direction: str) -> pd.DataFr
     return order.drop(columns="_unscored").reset_index(drop=True)
 
 
+def estimator_label(params: Mapping[str, str]) -> str:
+    """What a model config trained, in the report's words: its estimator's class (`Ridge`), or
+    the image network; from the `model.*` parameters of its train run or its composed config."""
+    target = params.get("model.estimator._target_", "")
+    if target:
+        return target.rpartition(".")[2]
+    return "CNN (torch)" if params.get("model.component") == "train_torch" else ""
+
+
+@dataclass(frozen=True)
+class OutOfRange:
+    """Predictions of a regression outside the target's range in the training data (a linear
+    model's negative prices): values no training row ever had."""
+
+    low: float
+    high: float
+    below: int
+    above: int
+
+    @property
+    def count(self) -> int:
+        return self.below + self.above
+
+    def describe(self, rows: int, target: str) -> str:
+        return (
+            f"{self.count} of {rows} predictions outside the training range of {target} "
+            f"[{self.low:.4g}, {self.high:.4g}] ({self.below} below, {self.above} above)"
+        )
+
+
+def out_of_range(predicted: Any, trained_on: Any) -> OutOfRange:
+    values, known = np.asarray(predicted, dtype=float), np.asarray(trained_on, dtype=float)
+    low, high = float(np.nanmin(known)), float(np.nanmax(known))
+    return OutOfRange(low, high, int((values < low).sum()), int((values > high).sum()))
+
+
 def per_label(actual: Any, predictions: Mapping[str, Any]) -> pd.DataFrame:
     """Precision, recall, F1 and support of every label for every model (scikit-learn's
     classification_report); `best` marks the model(s) with the highest F1 on each label."""

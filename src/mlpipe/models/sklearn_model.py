@@ -61,17 +61,29 @@ ACCEPTS = {
 }
 
 
+# The signature's type of each role of column: what MLflow's scoring server parses a client's
+# JSON or CSV into (numbers as floats, never truncated; the rest as text).
+SIGNATURE_TYPES = {
+    "numeric": "double",
+    "categorical": "string",
+    "ordinal": "string",
+    "text": "string",
+    "date": "string",
+}
+
+
 def signature(spec: DatasetSpec, output: str, predict_methods: bool):  # -> ModelSignature
     """The exported model's signature, from the schema, never inferred from data: the feature
-    columns it requires, of type `any`. MLflow's own types cannot take a table as users have it:
-    it refuses int64 for a `double` column, silently truncates a float sent in JSON to a `long`
-    one, and refuses a text column read as floats because every value is missing; the model's
-    first stage checks each value instead (`ACCEPTS`), for every client alike. A classifier takes
-    `predict_method` (`predict` or `predict_proba`) as a parameter."""
+    columns it requires, each with the concrete type of its role (`SIGNATURE_TYPES`), so
+    `mlflow models serve` parses `text/csv` and JSON by them. What a value may be is the model's
+    first stage's to check (`ACCEPTS`), the same for every client: MLflow leaves the data to it
+    (`pyfunc_input`), so a Python caller's table as pandas read it (integers in a `double` column,
+    an empty text column read as floats) is taken too. A classifier takes `predict_method`
+    (`predict` or `predict_proba`) as a parameter."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
-    inputs = [ColSpec(AnyType(), column) for role in FEATURE_ROLES for column in spec.roles[role]]
+    inputs = [ColSpec(SIGNATURE_TYPES[role], column) for role in FEATURE_ROLES for column in spec.roles[role]]
     params = ParamSchema([ParamSpec("predict_method", "string", "predict")]) if predict_methods else None
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec(output)]), params=params)
 

@@ -1,8 +1,10 @@
 """How MLflow's pyfunc flavor runs an exported scikit-learn model (its MLmodel file names this
 module): `predict` as scikit-learn's, and with `params={"predict_method": "predict_proba"}` the
-class probabilities, one column per class. Bad input (a value that is not a number, a missing
-column) is MLflow's invalid-input error, which a server answers with 400 and the line naming the
-column. It ships inside the model (`code/`), so serving needs only the model's requirements."""
+class probabilities, one column per class. The model's first stage checks the rows (MLflow leaves
+them to it: `pyfunc_input`), so it takes a table as pandas reads it; bad input (a value that is not
+a number, a missing column) is MLflow's invalid-input error, which a server answers with 400 and
+the line naming the column. It ships inside the model (`code/`), so serving needs only the model's
+requirements."""
 
 from __future__ import annotations
 
@@ -43,4 +45,7 @@ class SklearnPyfunc:
 def _load_pyfunc(path: str) -> SklearnPyfunc:
     import mlflow.sklearn
 
+    from mlpipe.models.pyfunc_input import leave_data_to_the_model
+
+    leave_data_to_the_model(__name__)
     return SklearnPyfunc(mlflow.sklearn.load_model(path))

@@ -17,26 +17,45 @@ import numpy as np
 import torch
 from torch import nn
 
+import mlpipe
 from mlpipe.errors import StepError
+from mlpipe.models import image_pyfunc
 from mlpipe.models.model_config import pinned_requirements
 from mlpipe.models.torch_network import exported_program, script, torchscript_warnings
 from mlpipe.tracking.secrets import environment
 
 FORMATS = ("torchscript", "torch_export")
 MODEL_FILES = {"torchscript": "data/model.pth", "torch_export": "data/model.pt2"}
-MODEL_REQUIREMENTS = ("mlflow", "torch", "numpy")
+MODEL_REQUIREMENTS = ("mlflow", "torch", "numpy", "pillow", "pandas")
+PYFUNC_LOADER = "mlpipe.models.image_pyfunc"  # takes encoded images of any size too (MLflow's does not)
 # mlflow.pytorch refuses to load a "pickle"-format model unless this is set; the TorchScript
 # archive is what we wrote ourselves and torch.jit.load runs no Python from it.
 ALLOW_PICKLE = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 
 
-def tensor_signature(shape: tuple[int, int, int], n_classes: int):  # -> ModelSignature
-    """Raw pixels (float32, any batch size) in, one probability per class out."""
+def image_signature(n_classes: int):  # -> ModelSignature
+    """A column `image` in (PNG or JPEG bytes, base64 text, or pixels, of any size: see
+    `image_pyfunc`), one probability per class out. The column's type is `any`: MLflow's parsers
+    then hand over what the client sent (the text of base64, the lists of pixels of `inputs` JSON),
+    and the model reads it (MLflow leaves the data to it: `pyfunc_input`)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([ColSpec(AnyType(), image_pyfunc.COLUMN)]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_classes))]),
+    )
+
+
+def tensor_signature(channels: int, n_classes: int):  # -> ModelSignature
+    """Pixels (float32, any batch size, height and width) in: what mlflow.pytorch saves with (its
+    `pt2` format exports the module with the -1 dimensions dynamic); the MLmodel then gets
+    `image_signature`, which says all the pyfunc takes."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
 
     return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *shape))]),
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, channels, -1, -1))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_classes))]),
     )
 
@@ -45,24 +64,33 @@ def export_model(
     module: nn.Module, export_format: str, example: torch.Tensor, classes: list[str], path: Path
 ) -> tuple[Path, float]:
     """Save the inference module as an MLflow model at `path`; return it and the largest
-    difference between the exported and the eager module's outputs on `example`."""
+    difference between the exported and the eager module's outputs on `example`. The module
+    file loads with plain torch; MLflow's pyfunc flavor runs it through `image_pyfunc`, which
+    ships inside the model and takes the images users have."""
     import mlflow.pytorch
+    from mlflow.models import Model
 
     if export_format not in FORMATS:
         raise StepError(f"model config: export.format '{export_format}' is not one of {', '.join(FORMATS)}")
     module = module.cpu().eval()
     example = example.cpu()
-    shape = tuple(int(d) for d in example.shape[1:])
+    channels, height, width = (int(d) for d in example.shape[1:])
     options: dict[str, Any] = {
-        "signature": tensor_signature(shape, len(classes)),  # type: ignore[arg-type]
-        "input_example": example[:5].numpy(),
+        "signature": tensor_signature(channels, len(classes)),
+        "input_example": example[:5].numpy(),  # pixels: one of the inputs the pyfunc takes
+        "code_paths": [str(Path(mlpipe.__file__).parent)],
         "pip_requirements": pinned_requirements(MODEL_REQUIREMENTS),
         "metadata": {
             "task": "classification",
             "classes": classes,
             "output": "probabilities",  # one column per class, in the order of `classes`
             "export_format": export_format,
-            "input": "float32 pixels 0-255",
+            "channels": channels,
+            "trained_on_size": [height, width],  # [H, W] of the training images (any size is taken)
+            "input": (
+                f"column '{image_pyfunc.COLUMN}': PNG or JPEG images (bytes, or base64 text) or pixels "
+                "[H, W] or [C, H, W] (0-255), any size, grayscale or RGB; or float32 pixels (N, C, H, W)"
+            ),
         },
     }
     # The pickle-format notice is about pickled Python objects; a TorchScript archive is not one.
@@ -76,6 +104,11 @@ def export_model(
         with torch.no_grad():
             difference = float((program.module()(example) - module(example)).abs().max())
         mlflow.pytorch.save_model(module, str(path), serialization_format="pt2", **options)
+    # The pytorch flavor stays (mlflow.pytorch.load_model works); pyfunc loads through ours.
+    mlmodel = Model.load(str(path / "MLmodel"))
+    mlmodel.flavors["python_function"]["loader_module"] = PYFUNC_LOADER
+    mlmodel.signature = image_signature(len(classes))
+    mlmodel.save(str(path / "MLmodel"))
     return path, difference
 
 

@@ -1,9 +1,9 @@
 """The image classifier from config: network, preprocessing, training loop, scripted export.
 
 The exported model is one `nn.Sequential`: resize, normalize, the network, softmax. It takes raw
-pixels (float32 (N, C, H, W), values 0-255) and returns class probabilities, so production
-needs none of this code. Training runs the same resize and normalize modules in front of the
-network, so what was validated is what is exported.
+pixels (float32 (N, C, H, W), values 0-255, any height and width) and returns class
+probabilities, so production needs none of this code. Training runs the same resize and normalize
+modules in front of the network, so what was validated is what is exported.
 """
 
 from __future__ import annotations
@@ -76,14 +76,24 @@ def build_network(
     return nn.Sequential(*layers)
 
 
+class Resize(nn.Module):
+    """Images of any [H, W] to `size`: bilinear and antialiased, as torchvision's Resize, but the
+    same operation for every input size (torchvision returns an image of the target size as it
+    is), so `torch.export` keeps height and width dynamic and the exported model takes any size."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.size = [int(size[0]), int(size[1])]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return nn.functional.interpolate(
+            images, size=self.size, mode="bilinear", antialias=True, align_corners=False
+        )
+
+
 def preprocessing(input_size: tuple[int, int], mean: list[float], std: list[float]) -> nn.Sequential:
     """Raw 0-255 pixels to the network's input: resized, then standardized per channel."""
-    return nn.Sequential(
-        OrderedDict(
-            resize=transforms.Resize(list(input_size), antialias=True),
-            normalize=transforms.Normalize(mean, std),
-        )
-    )
+    return nn.Sequential(OrderedDict(resize=Resize(input_size), normalize=transforms.Normalize(mean, std)))
 
 
 def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
@@ -240,5 +250,7 @@ def script(
 
 
 def exported_program(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
-    """torch.export with a dynamic batch dimension (the example needs more than one image)."""
-    return torch.export.export(module.eval(), (example,), dynamic_shapes=[{0: torch.export.Dim.AUTO}])
+    """torch.export with a dynamic batch size, height and width (the example needs more than one
+    image); the channels stay the trained ones."""
+    auto = torch.export.Dim.AUTO
+    return torch.export.export(module.eval(), (example,), dynamic_shapes=[{0: auto, 2: auto, 3: auto}])

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlpipe.errors import StepError
 from mlpipe.pipeline import config
 from mlpipe.pipeline.components import discover
-from mlpipe.pipeline.definition import check_model_kind
+from mlpipe.pipeline.definition import kind_mismatch
 from mlpipe.pipeline.orchestrator import Pipeline
 from mlpipe.tracking import runs
 
@@ -103,6 +103,17 @@ def composition_error(name: str, error: Exception) -> str:
     return f"compare: the config of '{name}' does not compose: {str(error).strip().splitlines()[0]}"
 
 
+def fitting_models(cfg: DictConfig) -> str:
+    """The model configs that train on the dataset's kind, for the hint of one that does not."""
+    kind = cfg.dataset.get("kind", "table")
+    names = [
+        m
+        for m in config.groups().get("model", [])
+        if config.load([f"model={m}"]).model.get("dataset_kind", "table") == kind
+    ]
+    return f"models for {kind} datasets: {', '.join(names)}"
+
+
 def model_job(
     name: str,
     invocation: Sequence[str],
@@ -119,7 +130,10 @@ def model_job(
     except Exception as e:  # Hydra's composition errors: this model's row says why
         job.error = composition_error(name, e)
         return job
-    check_model_kind(cfg, "compare")  # a model for another kind of data is a mistake in the command
+    mismatch = kind_mismatch(cfg)
+    if mismatch:  # a FAILED row; the other models still run
+        job.error = f"compare: {mismatch}; take it out of compare.models ({fitting_models(cfg)})"
+        return job
     applies = [
         line
         for key, line in model_keys

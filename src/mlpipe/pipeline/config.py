@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mlpipe import project
+from mlpipe.data import dataset_schema
 from mlpipe.errors import StepError
 from mlpipe.yaml_file import load_yaml
 
@@ -83,14 +84,16 @@ def group_files(overrides: list[Override], known_groups: dict[str, list[str]]) -
 
 def check_overrides(args: Sequence[str]) -> None:
     """Unknown keys and unknown group options become one clear line, not Hydra's paragraph, and
-    so does a syntax error in a config file the run composes.
+    so does a syntax error in a config file the run composes, or a dataset file its schema refuses.
 
     Sweeps are checked on their first value; `+key=` (append) and `hydra...` are left to Hydra.
     """
     parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-") and "=" in a])
     known_groups = groups()
     for file in group_files(parsed, known_groups):
-        load_yaml(file, f"main: {file}")
+        content = load_yaml(file, f"main: {file}")
+        if file.parent.name == "dataset":  # before Hydra resolves config.yaml's `${dataset...}`
+            dataset_schema.check(content or {}, f"main: {file}")
     selections, values = [], []
     for override in parsed:
         key = override.key_or_group

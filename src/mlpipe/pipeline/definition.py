@@ -130,14 +130,22 @@ def pipeline_steps(
     return [s for stage in plan(steps, existing=everything) for s in stage]
 
 
+def kind_mismatch(cfg: DictConfig) -> str | None:
+    """Why the model config (`model=`) cannot train on the dataset's kind (a table, images), if so."""
+    dataset_kind, model_kind = cfg.dataset.get("kind", "table"), cfg.model.get("dataset_kind", "table")
+    if dataset_kind == model_kind:
+        return None
+    return (
+        f"model '{cfg.model.name}' trains on {model_kind} datasets, but dataset "
+        f"'{cfg.dataset.name}' is of kind {dataset_kind}"
+    )
+
+
 def check_model_kind(cfg: DictConfig, where: str = "main") -> None:
     """The model config (`model=`) trains on the dataset's kind (a table, images)."""
-    dataset_kind, model_kind = cfg.dataset.get("kind", "table"), cfg.model.get("dataset_kind", "table")
-    if dataset_kind != model_kind:
-        raise StepError(
-            f"{where}: model '{cfg.model.name}' trains on {model_kind} datasets, but dataset "
-            f"'{cfg.dataset.name}' is of kind {dataset_kind}; pick a matching model= or dataset="
-        )
+    problem = kind_mismatch(cfg)
+    if problem:
+        raise StepError(f"{where}: {problem}; pick a matching model= or dataset=")
 
 
 def selected_steps(

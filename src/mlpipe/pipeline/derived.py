@@ -1,6 +1,7 @@
 """Files derived from the step contracts: each component's MLproject (what `mlflow run
-components/<x>` reads) and the README's step table. `make contracts` (this module) writes them;
-tests/test_contracts.py fails when a checked-in copy differs from what the contracts say.
+components/<x>` reads) and the README's step table; and the README's reference of the dataset
+file's keys, from its schema (`mlpipe.data.dataset_schema`). `make contracts` (this module) writes
+them; tests/test_contracts.py fails when a checked-in copy differs from what they say.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ import re
 from pathlib import Path
 
 from mlpipe import project
+from mlpipe.data import dataset_schema
 from mlpipe.pipeline.components import Component, defaults, discover
 from mlpipe.pipeline.contract import READS, WRITES, encode, unwrap_optional
 from mlpipe.pipeline.planner import StepSpec, plan
 
 README_BEGIN = "<!-- steps: generated from the contracts by `make contracts` -->"
 README_END = "<!-- end of steps -->"
+DATASET_BEGIN = "<!-- dataset keys: generated from src/mlpipe/data/dataset_schema.py by `make contracts` -->"
+DATASET_END = "<!-- end of dataset keys -->"
 # A component runs this project's code, whichever copy of the package is installed.
 COMMAND_PREFIX = "PYTHONPATH=../../src${{PYTHONPATH:+:$PYTHONPATH}} python run.py"
 
@@ -81,11 +85,11 @@ def steps_table(components: dict[str, Component]) -> str:
     return "\n".join(rows)
 
 
-def readme_with_table(readme: str, table: str) -> str:
-    pattern = re.compile(re.escape(README_BEGIN) + r".*?" + re.escape(README_END), re.S)
+def readme_with_table(readme: str, table: str, begin: str = README_BEGIN, end: str = README_END) -> str:
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if not pattern.search(readme):
-        raise ValueError(f"README.md has no '{README_BEGIN}' ... '{README_END}' block")
-    return pattern.sub(lambda _: f"{README_BEGIN}\n{table}\n{README_END}", readme)
+        raise ValueError(f"README.md has no '{begin}' ... '{end}' block")
+    return pattern.sub(lambda _: f"{begin}\n{table}\n{end}", readme)
 
 
 def expected_files() -> dict[Path, str]:
@@ -95,7 +99,8 @@ def expected_files() -> dict[Path, str]:
     extra = discover(tests_only) if tests_only.is_dir() else {}
     files = {c.folder / "MLproject": render_mlproject(c) for c in [*components.values(), *extra.values()]}
     readme = project.root() / "README.md"
-    files[readme] = readme_with_table(readme.read_text(), steps_table(components))
+    text = readme_with_table(readme.read_text(), steps_table(components))
+    files[readme] = readme_with_table(text, dataset_schema.reference(), DATASET_BEGIN, DATASET_END)
     return files
 
 

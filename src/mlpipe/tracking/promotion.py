@@ -32,6 +32,8 @@ STEP = "promote"
 MODEL_ARTIFACT = "model_export"
 TAG_DIGEST = "mlpipe.digest"  # on a model version: the artifact version it was registered from
 TAG_ARTIFACT = "mlpipe.artifact"
+TAG_MODEL = "mlpipe.model"  # on a model version: the model config (family) that trained it
+TAG_ESTIMATOR = "mlpipe.estimator"  # ... and its estimator class, when it has one
 MOVE_TAG = "mlpipe.prod_move."  # registered-model tags, one per move of the alias, numbered
 LOCK_SUFFIX = ".promotion-lock"
 LOCK_STALE_S = 600.0  # a lock older than this was left by a crashed promotion
@@ -148,9 +150,28 @@ def ensure_registered(client: MlflowClient, name: str) -> None:
             client.get_registered_model(name)  # created meanwhile by another promotion
 
 
+@dataclass(frozen=True)
+class Family:
+    """What trained an export, as its train run recorded it: the model config (`random_forest`)
+    and the estimator class, if the config names one."""
+
+    name: str
+    estimator: str = ""
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.estimator})" if self.estimator else self.name
+
+
+def family_of(client: MlflowClient, version: ArtifactVersion) -> Family:
+    """The family of the run that made the export (its `model.*` parameters), so a registry
+    version says what it holds whatever command promoted it."""
+    params = client.get_run(version.run_id).data.params
+    return Family(params.get("model.name", "unknown"), params.get("model.estimator._target_", ""))
+
+
 def register(client: MlflowClient, store: ArtifactStore, name: str, version: ArtifactVersion) -> ModelVersion:
     """The registry version of an artifact version; registered once (matched by digest), pointing
-    at the export's logged model when it has one."""
+    at the export's logged model when it has one, tagged and described with its family."""
     ensure_registered(client, name)
     for existing in client.search_model_versions(f"name = '{name}'"):
         if existing.tags.get(TAG_DIGEST) == version.digest:
@@ -159,12 +180,16 @@ def register(client: MlflowClient, store: ArtifactStore, name: str, version: Art
     # The logged model holds the same files (same digest); exports from before logged models
     # existed are registered from the artifact store.
     source = f"models:/{logged.model_id}" if logged else store.location(version.run_id, version.name)
+    family = family_of(client, version)
+    tags = {TAG_DIGEST: version.digest, TAG_ARTIFACT: version.ref, TAG_MODEL: family.name}
+    if family.estimator:
+        tags[TAG_ESTIMATOR] = family.estimator
     registered = client.create_model_version(
         name,
         source,
         run_id=version.run_id,
-        tags={TAG_DIGEST: version.digest, TAG_ARTIFACT: version.ref},
-        description=version.description,
+        tags=tags,
+        description=f"{family.describe()} from {version.ref}: {version.description}",
         model_id=logged.model_id if logged else None,
     )
     if logged is not None:

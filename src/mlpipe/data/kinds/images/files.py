@@ -17,6 +17,7 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -156,15 +157,23 @@ def read_image(path: Path, size: tuple[int, int] | None, where: str) -> np.ndarr
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode == "P":  # a palette image: its colours, with transparency if any
-                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-            elif image.mode not in CHANNELS or image.mode in ("1", "I;16"):
-                image = image.convert("RGB" if len(image.getbands()) >= 3 else "L")
-            if size is not None and image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            pixels = np.asarray(image, dtype=np.uint8)
+            return pixels_of(image, size)
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise StepError(f"{where}: image '{path}' could not be read: {e}") from e
+
+
+def pixels_of(image: Any, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A decoded PIL image as uint8 (C, H, W), its mode made one of CHANNELS' (as every image is
+    read: training data, new data, and what a served model is sent); resized when asked."""
+    from PIL import Image
+
+    if image.mode == "P":  # a palette image: its colours, with transparency if any
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif image.mode not in CHANNELS or image.mode in ("1", "I;16"):
+        image = image.convert("RGB" if len(image.getbands()) >= 3 else "L")
+    if size is not None and image.size != (size[1], size[0]):
+        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image, dtype=np.uint8)
     return pixels[None] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
 
 

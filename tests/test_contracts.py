@@ -119,7 +119,7 @@ def test_the_pipeline_fills_each_step_from_its_config_section(tmp_path: Path) ->
         ),
         (
             "~data_check.ks_alpha",
-            r"section 'data_check' lacks 'ks_alpha' \(parameters of components/data_check/run.py\)",
+            r"section 'data_check' lacks 'ks_alpha'",
         ),
         (
             "data_check.kl_threshold=high",

@@ -230,7 +230,7 @@ def test_a_model_that_refuses_every_row_alike_stops_at_once_with_a_short_reason(
     reason = str(refused.value)
     assert reason.startswith(
         f"inference: model 'prod' (models:/{inference.name}/1) refuses every row tried (5 across a batch) "
-        "alike: model input schema: Model is missing inputs ['name']."
+        "alike: model input lacks column(s) 'name'; it needs "
     )
     assert "\n" not in reason and len(reason) < 400  # not MLflow's printed frame
     assert versions(inference.store, "predictions") == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,7 +137,18 @@ def section_of(cfg: DictConfig, step: str) -> dict[str, Any]:
         node = cfg.get(step)
         section = OmegaConf.to_container(node, resolve=True) if node is not None else {}
     except OmegaConfBaseException as e:
-        raise StepError(f"main: config section '{step}' cannot be resolved: {str(e).splitlines()[0]}") from e
+        raise StepError(f"main: {unresolved(cfg, step, e)}") from e
     if not isinstance(section, dict):
         raise StepError(f"main: config section '{step}' is {section!r}; expected a mapping of parameters")
     return section
+
+
+def unresolved(cfg: DictConfig, step: str, error: OmegaConfBaseException) -> str:
+    """Why a section does not resolve: a key it interpolates that another section lacks is said
+    as that section's fault (`~data_check.ks_alpha` breaks `inference.ks_alpha` too)."""
+    found = re.match(r"Interpolation key '([\w.]+)' not found", str(error))
+    if found and "." in found.group(1):
+        section, _, key = found.group(1).rpartition(".")
+        if isinstance(OmegaConf.select(cfg, section, default=None), DictConfig):
+            return f"config section '{section}' lacks '{key}', which section '{step}' interpolates"
+    return f"config section '{step}' cannot be resolved: {str(error).splitlines()[0]}"

@@ -38,6 +38,7 @@ __all__ = ["Server", "free_port", "start", "stop"]
 
 STATE_FILE = "server.json"
 HEALTH_TIMEOUT_S = 180.0  # `mlflow server` on PostgreSQL takes about 25 s on 2 cores
+AUTH_CACHE_S = 60  # how long a worker trusts a credential it checked
 AUTH_CONFIG = "basic_auth.ini"  # MLflow's basic-auth app's config (MLFLOW_AUTH_CONFIG_PATH), 0600
 ADMIN = "admin"
 ADMIN_PASSWORD_FILE = "mlflow_admin_password"  # 0600: what MLFLOW_TRACKING_PASSWORD reads
@@ -158,7 +159,11 @@ def auth_config(folder: Path) -> Path:
         f"database_uri = sqlite:///{folder / 'basic_auth.db'}\n"
         f"admin_username = {ADMIN}\n"
         f"admin_password = {password}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # Every request checks its password with a slow hash (scrypt, ~0.16 s of CPU here): a
+        # pipeline makes hundreds. A credential checked once is trusted for a minute (MLflow's
+        # own opt-in cache); a changed password reaches every worker within that minute.
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_S}\n",
     )
     return config
 

@@ -3,6 +3,7 @@ line before anything is written, and a failure half-way (the derivation) leaves 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,8 @@ def new_step(root: Path, *variables: str) -> subprocess.CompletedProcess[str]:
     """`make new-step NAME=...` as a user types it (the venv taken as installed)."""
     env = subprocess_env()
     env.pop("MLPIPE_PROJECT_ROOT", None)  # the copy is the project: make runs in it
+    for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):  # under `make test`: a make of its own, as typed
+        env.pop(name, None)
     return subprocess.run(
         ["make", "-s", "-o", ".venv/.installed", "new-step", *variables],
         cwd=root,
@@ -46,7 +49,7 @@ def new_step(root: Path, *variables: str) -> subprocess.CompletedProcess[str]:
 
 def error_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
     """What the command said, without make's own `make: *** ... Error 1`."""
-    return [line for line in done.stderr.splitlines() if not line.startswith("make: ***")]
+    return [line for line in done.stderr.splitlines() if not re.match(r"make(\[\d+\])?: \*\*\*", line)]
 
 
 @pytest.mark.parametrize(

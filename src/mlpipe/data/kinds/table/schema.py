@@ -25,7 +25,10 @@ def column_type(values: pd.Series) -> str:
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return "datetime"
     if pd.api.types.is_object_dtype(dtype):  # text, unless every value is bytes
-        return "binary" if len(values) and values.map(type).eq(bytes).all() else "string"
+        # The first value settles it for text, the usual case: no pass over a million strings.
+        if not len(values) or type(values.iloc[0]) is not bytes:
+            return "string"
+        return "binary" if values.map(type).eq(bytes).all() else "string"
     return "string"  # pandas' string and categorical types
 
 
